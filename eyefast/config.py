@@ -1,0 +1,478 @@
+"""Run configuration: CoRA's ``config.yaml`` keys, validated, with defaults.
+
+A config file is YAML.  CoRA's own files often use flow style with trailing commas,
+e.g. ``data: { bound: 1.0, left_eye_ldm: [[...], ...], }``; pyyaml parses those.
+Floats written as ``1e-4`` (which plain YAML 1.1 reads as a *string*) are read as
+floats here.
+
+Layout (every key is optional; missing keys take the defaults below)::
+
+    name: str            run name                                  "eyefast"
+    workspace: str       output root (checkpoints go to workspace/name) "workspace"
+    device: str|int      "cuda", "cuda:0", "cpu" or a CUDA index   "cuda"
+    backbone: str        density model; only "volsdf"              "volsdf"
+    ops_backend: str     eyefast addition: "eyefast" (compiled kernels) or
+                         "reference" (pure PyTorch)                "eyefast"
+    eye_model: str       eyefast addition: "sphere" (CoRA) or "cornea" (SPEC 8) "sphere"
+    data:     see DATA_DEFAULTS
+    network:  see NETWORK_DEFAULTS
+    light:    see LIGHT_DEFAULTS
+    brdf:     see BRDF_DEFAULTS
+    renderer: see RENDERER_DEFAULTS
+    train:    see TRAIN_DEFAULTS
+    loss:     see LOSS_DEFAULTS
+
+Default values are chosen for a CoRA-like run on a head about 1 world unit tall
+inside ``[-bound, bound]^3`` with ``bound = 1`` (the scale :mod:`eyefast.synth` uses);
+real captures carry their own config.
+
+Units: ``data.eyeball_left_center`` / ``eyeball_right_center`` are in units of the
+bound (world = c * bound; the grid sees (c + 1) / 2); ``eyeball_min_size`` /
+``eyeball_max_size`` and the landmarks ``left_eye_ldm`` / ``right_eye_ldm`` are in
+world units.  "left" means the eye CoRA's file calls left; see :mod:`eyefast.synth`
+for the convention of the synthetic data.
+
+``data.meta_path`` (the capture folder, or a ``transforms*.json`` inside it): a
+relative path is resolved against the folder of the config file when it exists
+there, otherwise against the current working directory; after :func:`load` it is an
+absolute path.  ``loss.w_lpips`` is accepted, but the LPIPS network weights cannot be
+downloaded here, so a nonzero value only produces a warning that the term is skipped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import warnings
+from typing import Any, Iterable
+
+import yaml
+
+__all__ = ["Config", "ConfigError", "load", "save", "from_dict", "defaults", "SCHEMA"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed: unknown key, wrong type, bad value."""
+
+
+# --------------------------------------------------------------------------- schema
+# Each entry: key -> (kind, default).  Kinds:
+#   "str", "int", "float", "bool", "device" (str or int), "vec3" (3 floats),
+#   "ldm" (4x3 floats or null), "int_list" (list of ints), ("choice", (...)),
+#   "odd_int" (non-negative int)
+
+TOP_DEFAULTS = {
+    "name": ("str", "eyefast"),
+    "workspace": ("str", "workspace"),
+    "device": ("device", "cuda"),
+    "backbone": (("choice", ("volsdf",)), "volsdf"),
+    "ops_backend": (("choice", ("eyefast", "reference")), "eyefast"),
+    "eye_model": (("choice", ("sphere", "cornea")), "sphere"),
+}
+
+DATA_DEFAULTS = {
+    # capture folder (or transforms json); "." = the config file's folder
+    "meta_path": ("str", "."),
+    "bound": ("float", 1.0),
+    # centres in units of the bound; defaults: eyes of a ~1 unit tall head facing +z
+    "eyeball_left_center": ("vec3", [0.115, 0.02, 0.27]),
+    "eyeball_right_center": ("vec3", [-0.115, 0.02, 0.27]),
+    # radius range in world units (a 12 mm globe on a ~240 mm head is ~0.05 units)
+    "eyeball_min_size": ("float", 0.04),
+    "eyeball_max_size": ("float", 0.06),
+    "fix_eyeball_center": ("bool", False),
+    "left_eye_ldm": ("ldm", None),
+    "right_eye_ldm": ("ldm", None),
+    "sh_scale": ("float", 1.0),
+    "beta": ("float", 10.0),
+    "dilate_ks": ("int", 3),
+    # eyefast addition: CoRA's "wo-hybrid" step 1 (scene = face alone)
+    "ignore_eyeball": ("bool", False),
+}
+
+NETWORK_DEFAULTS = {
+    "num_levels": ("int", 16),
+    "level_dim": ("int", 2),
+    "geo_feat_dim": ("int", 15),
+    "neighbor_eps": ("float", 0.005),
+}
+
+LIGHT_DEFAULTS = {
+    "color": ("vec3", [1.0, 1.0, 1.0]),
+    # the flashlight is ~2-3 units from the face: 1/d^2 * 1/pi needs ~20 for mid-grey
+    "intensity": ("float", 20.0),
+    "gamma": ("float", 2.2),
+}
+
+BRDF_DEFAULTS = {
+    "type": (("choice", ("blender",)), "blender"),
+    "min_roughness": ("float", 0.1),
+    "max_roughness": ("float", 0.8),
+}
+
+RENDERER_DEFAULTS = {
+    "sample_batch_size": ("int", 262144),  # samples per step, multiple of 64
+    "render_n_samples": ("int", 1024),
+    "chunk_size": ("int", 16384),
+    "max_num_ray": ("int", 16384),
+}
+
+TRAIN_DEFAULTS = {
+    "max_steps": ("int", 20000),
+    "init_level": ("int", 4),
+    "level_grow_iter": ("int", 1000),
+    "warmup_steps": ("int", 500),
+    "milestones": ("int_list", [10000, 15000]),
+    "save_freq": ("int", 5000),
+    "val_freq": ("int", 2500),
+    "vis_freq": ("int", 2500),
+    "mesh_render": ("bool", True),
+    "mesh_render_iter": ("int", 15000),
+}
+
+LOSS_DEFAULTS = {
+    "w_l1": ("float", 1.0),
+    "w_mask": ("float", 0.1),
+    "w_eikonal": ("float", 0.1),
+    "w_sdf_mask": ("float", 0.1),
+    "w_reg_diff": ("float", 0.01),
+    "w_abdmm": ("float", 0.1),
+    "w_abdmm_refine": ("float", 0.1),
+    "w_eps_n_smooth": ("float", 0.1),
+    "w_eps_n": ("float", 0.01),
+    "w_ldm": ("float", 0.1),
+    "w_lpips": ("float", 0.0),
+}
+
+SECTIONS = {
+    "data": DATA_DEFAULTS,
+    "network": NETWORK_DEFAULTS,
+    "light": LIGHT_DEFAULTS,
+    "brdf": BRDF_DEFAULTS,
+    "renderer": RENDERER_DEFAULTS,
+    "train": TRAIN_DEFAULTS,
+    "loss": LOSS_DEFAULTS,
+}
+
+#: section name (or "" for top level) -> {key: (kind, default)}
+SCHEMA = {"": TOP_DEFAULTS, **SECTIONS}
+
+
+# --------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` / ``-3E5`` as floats (YAML 1.2 style)."""
+
+
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where}: invalid YAML: {e}") from None
+
+
+# --------------------------------------------------------------------------- validation
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check(kind, value, name: str):
+    """Return the validated (normalised) value or raise ConfigError naming ``name``."""
+
+    def bad(expected):
+        return ConfigError(f"config key '{name}': expected {expected}, got {value!r} ({type(value).__name__})")
+
+    if isinstance(kind, tuple) and kind[0] == "choice":
+        if value not in kind[1]:
+            raise ConfigError(f"config key '{name}': expected one of {list(kind[1])}, got {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if kind == "device":
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise bad("a device string or CUDA index")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if kind == "int":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        return value
+    if kind == "float":
+        if not _is_num(value) or not math.isfinite(float(value)):
+            raise bad("a finite number")
+        return float(value)
+    if kind == "vec3":
+        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_num(v) for v in value):
+            raise bad("a list of 3 numbers")
+        return [float(v) for v in value]
+    if kind == "ldm":
+        if value is None:
+            return None
+        ok = (
+            isinstance(value, (list, tuple))
+            and len(value) == 4
+            and all(isinstance(p, (list, tuple)) and len(p) == 3 and all(_is_num(v) for v in p) for p in value)
+        )
+        if not ok:
+            raise bad("a 4x3 list of numbers (four 3D landmarks) or null")
+        return [[float(v) for v in p] for p in value]
+    if kind == "int_list":
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise bad("a list of integers")
+        return [int(v) for v in value]
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _known(section: str) -> str:
+    keys = SCHEMA[section]
+    where = f"section '{section}'" if section else "the top level"
+    extra = f" (sections: {', '.join(SECTIONS)})" if not section else ""
+    return f"known keys of {where}: {', '.join(keys)}{extra}"
+
+
+def _full(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _cross_checks(d: dict):
+    data, rend, brdf = d["data"], d["renderer"], d["brdf"]
+    if data["bound"] <= 0:
+        raise ConfigError(f"config key 'data.bound': must be > 0, got {data['bound']}")
+    if not 0 < data["eyeball_min_size"] <= data["eyeball_max_size"]:
+        raise ConfigError(
+            "config keys 'data.eyeball_min_size'/'data.eyeball_max_size': need 0 < min <= max, got "
+            f"{data['eyeball_min_size']} and {data['eyeball_max_size']}"
+        )
+    if not 0 <= brdf["min_roughness"] <= brdf["max_roughness"] <= 1:
+        raise ConfigError(
+            "config keys 'brdf.min_roughness'/'brdf.max_roughness': need 0 <= min <= max <= 1, got "
+            f"{brdf['min_roughness']} and {brdf['max_roughness']}"
+        )
+    if rend["sample_batch_size"] <= 0 or rend["sample_batch_size"] % 64:
+        raise ConfigError(
+            f"config key 'renderer.sample_batch_size': must be a positive multiple of 64, got {rend['sample_batch_size']}"
+        )
+    for k in ("render_n_samples", "chunk_size", "max_num_ray"):
+        if rend[k] <= 0:
+            raise ConfigError(f"config key 'renderer.{k}': must be > 0, got {rend[k]}")
+    if d["train"]["level_grow_iter"] <= 0:
+        raise ConfigError(f"config key 'train.level_grow_iter': must be > 0, got {d['train']['level_grow_iter']}")
+    if data["dilate_ks"] < 0:
+        raise ConfigError(f"config key 'data.dilate_ks': must be >= 0, got {data['dilate_ks']}")
+
+
+# --------------------------------------------------------------------------- objects
+class Section:
+    """Attribute view of one config section (``cfg.data.bound``); assignments are validated."""
+
+    __slots__ = ("_name", "_values")
+
+    def __init__(self, name: str, values: dict):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, key):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(f"config has no key '{_full(self._name, key)}'; {_known(self._name)}") from None
+
+    def __setattr__(self, key, value):
+        if key not in SCHEMA[self._name]:
+            raise ConfigError(f"unknown config key '{_full(self._name, key)}'; {_known(self._name)}")
+        self._values[key] = _check(SCHEMA[self._name][key][0], value, _full(self._name, key))
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __contains__(self, key):
+        return key in self._values
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self._values)
+
+    def __repr__(self):
+        return f"Section({self._name!r}, {self._values!r})"
+
+
+class Config:
+    """A validated configuration.
+
+    Top-level keys are attributes (``cfg.name``, ``cfg.ops_backend``); sections are
+    :class:`Section` attributes (``cfg.data.bound``, ``cfg.loss.w_l1``).
+    ``cfg.path`` is the file it came from (or None).
+    """
+
+    def __init__(self, values: dict, path: str | None = None):
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "_sections", {s: Section(s, values[s]) for s in SECTIONS})
+
+    def __getattr__(self, key):
+        if key in self._sections:
+            return self._sections[key]
+        if key in self._values:
+            return self._values[key]
+        raise AttributeError(f"config has no key '{key}'; {_known('')}")
+
+    def __setattr__(self, key, value):
+        if key in SECTIONS:
+            raise ConfigError(f"cannot replace section '{key}'; set its keys instead")
+        if key not in TOP_DEFAULTS:
+            raise ConfigError(f"unknown config key '{key}'; {_known('')}")
+        self._values[key] = _check(TOP_DEFAULTS[key][0], value, key)
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (a deep copy), in file order: top-level keys, then sections."""
+        return copy.deepcopy(self._values)
+
+    def __repr__(self):
+        return f"Config({self._values!r})"
+
+
+def defaults() -> dict:
+    """The full default configuration as a nested dict."""
+    d = {k: copy.deepcopy(v[1]) for k, v in TOP_DEFAULTS.items()}
+    for s, keys in SECTIONS.items():
+        d[s] = {k: copy.deepcopy(v[1]) for k, v in keys.items()}
+    return d
+
+
+def _merge(d: dict, raw: dict, where: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    for key, value in raw.items():
+        if key in SECTIONS:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: section '{key}' must be a mapping, got {value!r}")
+            for k, v in value.items():
+                if k not in SCHEMA[key]:
+                    raise ConfigError(f"{where}: unknown config key '{key}.{k}'; {_known(key)}")
+                d[key][k] = _check(SCHEMA[key][k][0], v, f"{key}.{k}")
+        elif key in TOP_DEFAULTS:
+            d[key] = _check(TOP_DEFAULTS[key][0], value, key)
+        else:
+            raise ConfigError(f"{where}: unknown config key '{key}'; {_known('')}")
+
+
+def _apply_overrides(d: dict, overrides: Iterable[str]):
+    for ov in overrides:
+        if not isinstance(ov, str) or "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected 'section.key=value' (or 'key=value' for top-level keys)")
+        lhs, rhs = ov.split("=", 1)
+        lhs = lhs.strip()
+        value = _parse_yaml(rhs, f"override {ov!r}")
+        if "." in lhs:
+            section, key = lhs.split(".", 1)
+            if section not in SECTIONS:
+                raise ConfigError(f"override {ov!r}: unknown section '{section}'; sections: {', '.join(SECTIONS)}")
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"override {ov!r}: unknown config key '{lhs}'; {_known(section)}")
+            d[section][key] = _check(SCHEMA[section][key][0], value, lhs)
+        else:
+            if lhs not in TOP_DEFAULTS:
+                raise ConfigError(f"override {ov!r}: unknown config key '{lhs}'; {_known('')}")
+            d[lhs] = _check(TOP_DEFAULTS[lhs][0], value, lhs)
+
+
+def _finish(d: dict, base_dir: str | None, path: str | None) -> Config:
+    _cross_checks(d)
+    mp = d["data"]["meta_path"]
+    if not os.path.isabs(mp):
+        cand = os.path.join(base_dir, mp) if base_dir is not None else None
+        mp = cand if cand is not None and os.path.exists(cand) else os.path.abspath(mp)
+    d["data"]["meta_path"] = os.path.normpath(os.path.abspath(mp))
+    if d["loss"]["w_lpips"] != 0:
+        warnings.warn(
+            f"loss.w_lpips = {d['loss']['w_lpips']} is accepted but the LPIPS term is skipped: "
+            "its network weights cannot be downloaded here",
+            stacklevel=3,
+        )
+    return Config(d, path)
+
+
+def from_dict(raw: dict | None, overrides: Iterable[str] | None = None, base_dir: str | None = None) -> Config:
+    """Build a validated :class:`Config` from a nested dict (same rules as :func:`load`).
+
+    ``base_dir``: folder against which a relative ``data.meta_path`` is tried first.
+    """
+    d = defaults()
+    _merge(d, raw or {}, "config")
+    _apply_overrides(d, overrides or [])
+    return _finish(d, base_dir, None)
+
+
+def load(path: str | os.PathLike, overrides: Iterable[str] | None = None) -> Config:
+    """Read and validate a CoRA-style ``config.yaml``.
+
+    Args:
+        path: the YAML file.
+        overrides: strings ``"section.key=value"`` (or ``"key=value"`` for top-level
+            keys); the value is parsed as YAML (``"train.milestones=[100, 200]"``).
+            Applied after the file, validated the same way.
+
+    Returns:
+        :class:`Config` with every key present (defaults filled in) and
+        ``data.meta_path`` made absolute: a relative path is taken relative to the
+        config file's folder if it exists there, else relative to the CWD.
+
+    Raises:
+        ConfigError: missing/unreadable file, invalid YAML, unknown key (the message
+            lists the known keys of that section), wrong type (names the key).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file '{path}': {e.strerror}") from None
+    raw = _parse_yaml(text, path)
+    d = defaults()
+    try:
+        _merge(d, raw or {}, path)
+        _apply_overrides(d, overrides or [])
+        return _finish(d, os.path.dirname(os.path.abspath(path)), os.path.abspath(path))
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(path) else f"{path}: {msg}") from None
+
+
+def save(cfg: Config, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as block-style YAML that :func:`load` reads back to an equal config."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False, default_flow_style=None)

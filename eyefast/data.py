@@ -123,7 +123,9 @@ def _read_image(path: str) -> np.ndarray:
     import imageio.v3 as iio
 
     try:
-        img = np.asarray(iio.imread(path))
+        with warnings.catch_warnings():  # imageio's plugin probing warns on bad files
+            warnings.simplefilter("ignore", DeprecationWarning)
+            img = np.asarray(iio.imread(path))
     except Exception as e:  # imageio raises many kinds
         raise CaptureError(f"cannot read image '{path}': {e}") from None
     if img.ndim not in (2, 3):

@@ -22,8 +22,9 @@ Conventions (all from SPEC section 1):
   looked up as given, then in ``image/`` with the given extension or, without one,
   ``.png``, ``.jpg``, ``.jpeg``.  Masks are looked up by frame name in their
   folders (same extensions).
-* images keep 8 bits per channel in memory (uint8, ~6 MB per 1080p frame with all
-  masks); they become linear floats (``(v / 255) ** gamma``) only when sampled.
+* images keep 8 bits per channel in memory (uint8: ~10.4 MB per 1920x1080 frame with
+  its five masks, so 300 frames take ~3.1 GB); they become linear floats
+  (``(v / 255) ** gamma``) only when sampled.
 * masks: first channel, 0..1 (``specular_bfm``: mean of the colour channels).
   ``mask`` is required; ``hair_mask``, ``leye_mask``, ``reye_mask`` and
   ``specular_bfm`` are optional: a missing folder or file gives one warning per
@@ -248,6 +249,19 @@ class Capture:
 
         self._load_pixels(frames, W0, H0)
         self.K = self.K.to(self.device)
+
+    @classmethod
+    def from_config(cls, cfg, split: str = "train", device=None, downscale: int = 1) -> "Capture":
+        """Load the capture named by an :class:`eyefast.config.Config`.
+
+        Uses ``cfg.data.meta_path`` and ``cfg.light.gamma``; ``device`` defaults to
+        ``cfg.device`` (an integer ``n`` means ``"cuda:n"``).
+        """
+        if device is None:
+            device = cfg.device
+            if isinstance(device, int):
+                device = f"cuda:{device}"
+        return cls(cfg.data.meta_path, split=split, device=device, downscale=downscale, gamma=cfg.light.gamma)
 
     # ------------------------------------------------------------------ loading
     @staticmethod

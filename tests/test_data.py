@@ -70,6 +70,13 @@ def test_synth_folder_layout_and_config(capture_dir):
     assert 0.9 < ext[1] < 1.6 and (np.abs(mesh.bounds) < 1.0).all()  # ~1 unit head inside the bound
 
 
+def test_from_config(capture_dir):
+    cfg = C.load(capture_dir / "config.yaml", ["device=cpu", "light.gamma=2.0"])
+    cap = Capture.from_config(cfg, split="val")
+    assert cap.root == str(capture_dir) and cap.gamma == 2.0 and cap.n_frames == 3
+    assert torch.allclose(cap.full_image(0, linear=True), cap.full_image(0) ** 2.0, atol=1e-6)
+
+
 def test_camera_conversion_round_trip(capture_dir):
     meta = json.loads((capture_dir / "transforms.json").read_text())
     cap = Capture(capture_dir, split="all")

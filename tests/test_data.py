@@ -216,7 +216,7 @@ def test_transforms_aligned_taken_as_is(cap_copy):
         fr["transform_matrix"] = m.tolist()
     (cap_copy / "transforms.json").unlink()
     (cap_copy / "transforms_aligned.json").write_text(json.dumps(meta))
-    al = Capture(cap_copy, split="all")
+    al = Capture(cap_copy / "transforms_aligned.json", split="all")  # a json path works too
     assert not al.converted
     assert torch.allclose(al.c2w64, cap.c2w64)
 
@@ -345,6 +345,12 @@ def test_synth_refractive_eye(tmp_path):
     assert cfg.eye_model == "cornea"
     cap = Capture(tmp_path / "r", split="all")
     assert cap.masks["leye_mask"].any() and cap.masks["reye_mask"].any()
+    # same scene without the cornea: identical away from the eyes, different on them
+    synth.generate(tmp_path / "s", preset="tiny", views=2, resolution=48, refractive=False)
+    sph = Capture(tmp_path / "s", split="all")
+    eye = (cap.masks["leye_mask"] | cap.masks["reye_mask"] | sph.masks["leye_mask"] | sph.masks["reye_mask"]) > 0
+    assert torch.equal(cap.images[~eye], sph.images[~eye])
+    assert (cap.images[eye].int() - sph.images[eye].int()).abs().max() > 20
 
 
 def test_synth_cli(tmp_path, capsys):

@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 def __getattr__(name):  # lazy submodules, so `import eyefast` stays light
     import importlib
 
-    if name in {"ops", "reference", "config", "data", "synth", "nn"}:
+    if name in {"ops", "reference", "config", "data", "synth", "nn", "metrics"}:
         return importlib.import_module(f"eyefast.{name}")
     raise AttributeError(f"module 'eyefast' has no attribute {name!r}")

@@ -1,0 +1,66 @@
+/* eyefast/c_api.h: the torch-free C API for embedding eyefast kernels in other renderers.
+ *
+ * Plain pointers, row-major contiguous arrays, float32. Every function returns EYEFAST_OK (0)
+ * on success or a nonzero eyefast_status code; eyefast_last_error() then describes the problem
+ * (thread-local, valid until the next call on the same thread). Data checks (non-finite values,
+ * zero-length directions, radius <= 0, eta <= 0) are always on in this API.
+ *
+ * CPU functions: link eyefast::cpu. CUDA twins (suffix _cuda): link eyefast::cuda; all pointers
+ * are device pointers, `stream` is a cudaStream_t (NULL = default stream); they synchronise the
+ * stream once to read the data checks back.
+ */
+#ifndef EYEFAST_C_API_H
+#define EYEFAST_C_API_H
+
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define EYEFAST_C_EXPORT __declspec(dllexport)
+#else
+#define EYEFAST_C_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum eyefast_status {
+  EYEFAST_OK = 0,
+  EYEFAST_ERROR_NULL_POINTER = 1,   /* a required pointer is NULL */
+  EYEFAST_ERROR_BAD_SIZE = 2,       /* a count is negative */
+  EYEFAST_ERROR_BAD_VALUE = 3,      /* input data failed a check (message names the array and row) */
+  EYEFAST_ERROR_CUDA = 4,           /* a CUDA call failed (message has the CUDA error) */
+  EYEFAST_ERROR_UNAVAILABLE = 5     /* this build has no CUDA launchers */
+};
+
+/* Message of the last failed call on this thread ("" after a success). */
+EYEFAST_C_EXPORT const char* eyefast_last_error(void);
+
+/* First-hit ray/sphere intersection (see eyefast/ray_sphere.h for the contract).
+ * origins, dirs: [n,3]; centers: [s,3]; radii: [s];
+ * outputs t_near, t_far: [n]; index: [n] (-1 = miss); normal: [n,3]. */
+EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32(const float* origins, const float* dirs, int64_t n,
+                                                     const float* centers, const float* radii, int32_t s,
+                                                     float* t_near, float* t_far, int32_t* index, float* normal);
+
+/* Snell refraction + exact Fresnel reflectance (see eyefast/refract.h).
+ * dirs, normals: [n,3]; eta: [n] (n_from / n_to); outputs out: [n,3], reflectance: [n], tir: [n]. */
+EYEFAST_C_EXPORT int eyefast_refract_f32(const float* dirs, const float* normals, const float* eta, int64_t n,
+                                        float* out, float* reflectance, uint8_t* tir);
+
+/* CUDA twins: device pointers, stream = cudaStream_t. */
+EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32_cuda(const float* origins, const float* dirs, int64_t n,
+                                                          const float* centers, const float* radii, int32_t s,
+                                                          float* t_near, float* t_far, int32_t* index,
+                                                          float* normal, void* stream);
+EYEFAST_C_EXPORT int eyefast_refract_f32_cuda(const float* dirs, const float* normals, const float* eta, int64_t n,
+                                             float* out, float* reflectance, uint8_t* tir, void* stream);
+
+/* 1 when the library was built with the CUDA launchers, else 0. */
+EYEFAST_C_EXPORT int eyefast_has_cuda(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EYEFAST_C_API_H */

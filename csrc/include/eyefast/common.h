@@ -1,0 +1,154 @@
+// eyefast/common.h: host/device macros, a small 3-vector, and the per-row check record.
+//
+// Torch-free and header-only: every per-element kernel body in eyefast includes this and
+// is compiled twice, by the host compiler for the CPU launchers and by nvcc for the CUDA
+// launchers. Nothing here allocates or throws.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define EF_HD __host__ __device__ __forceinline__
+#define EF_DEVICE_CODE 1
+#else
+#define EF_HD inline
+#endif
+
+#if defined(_WIN32)
+#define EF_API __declspec(dllexport)
+#else
+#define EF_API __attribute__((visibility("default")))
+#endif
+
+namespace eyefast {
+
+// ---------------------------------------------------------------------------------------
+// Scalar helpers (overloads for float and double so one template body serves both).
+// ---------------------------------------------------------------------------------------
+EF_HD float ef_sqrt(float x) { return sqrtf(x); }
+EF_HD double ef_sqrt(double x) { return sqrt(x); }
+EF_HD float ef_abs(float x) { return fabsf(x); }
+EF_HD double ef_abs(double x) { return fabs(x); }
+template <typename T>
+EF_HD bool ef_isfinite(T x) {
+  // Written out instead of std::isfinite so that -ffast-math style flags cannot fold it away
+  // and so that it is usable in device code without <cmath> overload ambiguity.
+  return (x == x) && (x - x == T(0));
+}
+template <typename T>
+EF_HD T ef_inf() {
+  return static_cast<T>(INFINITY);  // macro, usable in device code without relaxed constexpr
+}
+template <typename T>
+EF_HD T ef_min(T a, T b) {
+  return a < b ? a : b;
+}
+template <typename T>
+EF_HD T ef_max(T a, T b) {
+  return a > b ? a : b;
+}
+
+// ---------------------------------------------------------------------------------------
+// vec3: a plain aggregate (no constructors, so it can live in shared memory and unions).
+// ---------------------------------------------------------------------------------------
+template <typename T>
+struct vec3 {
+  T x, y, z;
+};
+
+template <typename T>
+EF_HD vec3<T> make_vec3(T x, T y, T z) {
+  return vec3<T>{x, y, z};
+}
+template <typename T>
+EF_HD vec3<T> load3(const T* p) {  // p: [3]
+  return vec3<T>{p[0], p[1], p[2]};
+}
+template <typename T>
+EF_HD void store3(T* p, const vec3<T>& v) {  // p: [3]
+  p[0] = v.x;
+  p[1] = v.y;
+  p[2] = v.z;
+}
+template <typename T>
+EF_HD vec3<T> operator+(const vec3<T>& a, const vec3<T>& b) {
+  return {a.x + b.x, a.y + b.y, a.z + b.z};
+}
+template <typename T>
+EF_HD vec3<T> operator-(const vec3<T>& a, const vec3<T>& b) {
+  return {a.x - b.x, a.y - b.y, a.z - b.z};
+}
+template <typename T>
+EF_HD vec3<T> operator-(const vec3<T>& a) {
+  return {-a.x, -a.y, -a.z};
+}
+template <typename T>
+EF_HD vec3<T> operator*(T s, const vec3<T>& a) {
+  return {s * a.x, s * a.y, s * a.z};
+}
+template <typename T>
+EF_HD vec3<T> operator*(const vec3<T>& a, T s) {
+  return {s * a.x, s * a.y, s * a.z};
+}
+template <typename T>
+EF_HD vec3<T>& operator+=(vec3<T>& a, const vec3<T>& b) {
+  a.x += b.x;
+  a.y += b.y;
+  a.z += b.z;
+  return a;
+}
+template <typename T>
+EF_HD T dot(const vec3<T>& a, const vec3<T>& b) {
+  return a.x * b.x + a.y * b.y + a.z * b.z;
+}
+template <typename T>
+EF_HD vec3<T> cross(const vec3<T>& a, const vec3<T>& b) {
+  return {a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x};
+}
+template <typename T>
+EF_HD bool all_finite(const vec3<T>& a) {
+  return ef_isfinite(a.x) && ef_isfinite(a.y) && ef_isfinite(a.z);
+}
+
+// Gradient of u = v / |v| pulled back to v:  g_v = (g_u - (g_u . u) u) / |v|.
+template <typename T>
+EF_HD vec3<T> normalize_backward(const vec3<T>& u, T inv_len, const vec3<T>& g_u) {
+  return inv_len * (g_u - dot(g_u, u) * u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-row input checks, fused into the forward kernels.
+//
+// A kernel that finds a bad row ORs a flag bit into `flags` and lowers `first_row` to the
+// smallest offending row (so messages name one concrete row). The launcher's caller reads
+// the record after the launch (on CUDA that is one device-to-host copy) and turns it into an
+// error naming the argument. Passing a null CheckRecord* skips every check.
+// ---------------------------------------------------------------------------------------
+struct CheckRecord {
+  int64_t flags;      // OR of the op's flag bits; 0 = all rows valid
+  int64_t first_row;  // smallest offending row, INT64_MAX when none
+};
+
+EF_HD void check_init(CheckRecord* r) {
+  r->flags = 0;
+  r->first_row = INT64_MAX;
+}
+
+EF_HD void report_bad_row(CheckRecord* rec, int64_t flag, int64_t row) {
+#if defined(__CUDA_ARCH__)
+  atomicOr(reinterpret_cast<unsigned long long*>(&rec->flags), static_cast<unsigned long long>(flag));
+  atomicMin(reinterpret_cast<long long*>(&rec->first_row), static_cast<long long>(row));
+#else
+  __atomic_fetch_or(&rec->flags, flag, __ATOMIC_RELAXED);
+  int64_t cur = __atomic_load_n(&rec->first_row, __ATOMIC_RELAXED);
+  while (row < cur &&
+         !__atomic_compare_exchange_n(&rec->first_row, &cur, row, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+#endif
+}
+
+}  // namespace eyefast

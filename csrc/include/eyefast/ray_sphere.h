@@ -1,0 +1,214 @@
+// eyefast/ray_sphere.h: first-hit ray/sphere intersection (the eyeballs), forward and backward.
+//
+// Contract (per ray i; o = origins[i], d = dirs[i], d need not be unit length and t is measured
+// in units of d):
+//   Among the S spheres (centre c_k, radius r_k > 0), take the one the ray ENTERS first: the
+//   smallest entry distance >= 0. A ray whose origin is inside sphere k enters it at t = 0.
+//   Ties go to the lower sphere index.
+//   t_near = entry distance, t_far = exit distance of that sphere, index = k,
+//   normal = outward unit normal at the entry point (o + t_near d - c) / r, or 0 when the ray
+//   starts inside (there is no entry surface).
+//   Miss (no sphere in front of the ray): t_near = t_far = +inf, index = -1, normal = 0.
+// Roots use the cancellation-free form q = -(b + sign(b) sqrt(disc)); t = q/a, cc/q.
+//
+// Backward: implicit differentiation of |o + t d - c|^2 = r^2 at each root, with n the unit
+// normal there:  dt = (dr - n.(do + t dd - dc)) / (n.d).  The normal n = (o + t d - c)/r adds
+// its explicit terms. Exactly tangent rays (n.d = 0) have an unbounded derivative; their
+// gradient is set to 0. Rays that start inside contribute only through t_far.
+#pragma once
+
+#include "eyefast/common.h"
+
+namespace eyefast {
+
+// Check flags of the forward pass (CheckRecord::flags bits).
+enum RaySphereCheck : int64_t {
+  kRS_OriginsNonFinite = 1,
+  kRS_DirsNonFinite = 2,
+  kRS_DirsZero = 4,
+  kRS_CentersNonFinite = 8,
+  kRS_RadiiInvalid = 16,  // radius <= 0 or not finite
+};
+
+// Roots of |oc + t d|^2 = r^2 for one sphere. Returns false when the line misses it.
+template <typename T>
+EF_HD bool sphere_roots(const vec3<T>& oc, const vec3<T>& d, T a, T r, T& t0, T& t1, T& sq) {
+  const T b = dot(oc, d);
+  const T cc = dot(oc, oc) - r * r;
+  const T disc = b * b - a * cc;
+  if (!(disc >= T(0)) || !(a > T(0))) return false;  // also rejects NaN
+  sq = ef_sqrt(disc);
+  const T q = b >= T(0) ? -(b + sq) : (-b + sq);
+  if (q == T(0)) {  // b == 0 and disc == 0: grazing at the origin's closest point
+    t0 = t1 = T(0);
+    return true;
+  }
+  const T r0 = q / a, r1 = cc / q;
+  t0 = ef_min(r0, r1);
+  t1 = ef_max(r0, r1);
+  return true;
+}
+
+template <typename T, typename I>
+struct RaySphereForward {
+  const T* origins;  // [N, 3]
+  const T* dirs;     // [N, 3]
+  const T* centers;  // [S, 3]
+  const T* radii;    // [S]
+  int32_t s;
+  T* t_near;    // [N]
+  T* t_far;     // [N]
+  I* index;     // [N]
+  T* normal;    // [N, 3]
+  CheckRecord* check;  // nullable: no checks
+
+  int64_t n;          // rays; the launcher runs rows [0, max(n, s)) so every sphere is checked
+
+  EF_HD void operator()(int64_t i) const {
+    if (check && i < s) {
+      if (!all_finite(load3(centers + 3 * i))) report_bad_row(check, kRS_CentersNonFinite, i);
+      const T r = radii[i];
+      if (!(r > T(0)) || !ef_isfinite(r)) report_bad_row(check, kRS_RadiiInvalid, i);
+    }
+    if (i >= n) return;
+    const vec3<T> o = load3(origins + 3 * i);
+    const vec3<T> d = load3(dirs + 3 * i);
+    const T a = dot(d, d);
+    if (check) {
+      if (!all_finite(o)) report_bad_row(check, kRS_OriginsNonFinite, i);
+      if (!all_finite(d)) report_bad_row(check, kRS_DirsNonFinite, i);
+      else if (a == T(0)) report_bad_row(check, kRS_DirsZero, i);
+    }
+    T best = ef_inf<T>(), best_far = ef_inf<T>(), best_t0 = T(0);
+    int32_t best_k = -1;
+    for (int32_t k = 0; k < s; ++k) {
+      const vec3<T> oc = o - load3(centers + 3 * k);
+      T t0, t1, sq;
+      if (!sphere_roots(oc, d, a, radii[k], t0, t1, sq)) continue;
+      if (!(t1 >= T(0))) continue;  // sphere entirely behind the ray
+      const T entry = t0 >= T(0) ? t0 : T(0);
+      if (entry < best) {
+        best = entry;
+        best_far = t1;
+        best_t0 = t0;
+        best_k = k;
+      }
+    }
+    t_near[i] = best;
+    t_far[i] = best_far;
+    index[i] = static_cast<I>(best_k);
+    vec3<T> n{T(0), T(0), T(0)};
+    // Starting inside (t0 < 0) means the entry is at 0 but not on the surface: no normal.
+    if (best_k >= 0 && best_t0 >= T(0)) {
+      const vec3<T> oc = o - load3(centers + 3 * best_k);
+      n = (T(1) / radii[best_k]) * (oc + best * d);
+    }
+    store3(normal + 3 * i, n);
+  }
+};
+
+template <typename T, typename I>
+struct RaySphereBackward {
+  const T* origins;     // [N, 3]
+  const T* dirs;        // [N, 3]
+  const T* centers;     // [S, 3]
+  const T* radii;       // [S]
+  const I* index;       // [N] from the forward pass
+  const T* g_t_near;    // [N] or null (zero)
+  const T* g_t_far;     // [N] or null
+  const T* g_normal;    // [N, 3] or null
+  T* g_origins;         // [N, 3]
+  T* g_dirs;            // [N, 3]
+  // Accumulates into slots 4k..4k+3 = (d/dc_k xyz, d/dr_k).
+
+  template <class Acc>
+  EF_HD void operator()(int64_t i, const Acc& acc) const {
+    vec3<T> go{T(0), T(0), T(0)}, gd{T(0), T(0), T(0)};
+    const int64_t k = static_cast<int64_t>(index[i]);
+    if (k >= 0) {
+      const vec3<T> o = load3(origins + 3 * i);
+      const vec3<T> d = load3(dirs + 3 * i);
+      const vec3<T> c = load3(centers + 3 * k);
+      const T r = radii[k];
+      const vec3<T> oc = o - c;
+      const T a = dot(d, d);
+      T t0, t1, sq;
+      if (sphere_roots(oc, d, a, r, t0, t1, sq) && sq > T(0)) {
+        const T inv_r = T(1) / r;
+        vec3<T> gc{T(0), T(0), T(0)};
+        T gr = T(0);
+        const bool outside = t0 >= T(0);
+        if (outside) {
+          const vec3<T> n0 = inv_r * (oc + t0 * d);
+          T gt0 = g_t_near ? g_t_near[i] : T(0);
+          if (g_normal) {
+            const vec3<T> gn = load3(g_normal + 3 * i);
+            // Explicit part of n0 = (oc + t0 d) / r.
+            go += inv_r * gn;
+            gd += (t0 * inv_r) * gn;
+            gc += -inv_r * gn;
+            gr += -inv_r * dot(gn, n0);
+            gt0 += inv_r * dot(gn, d);
+          }
+          const T k0 = gt0 / (-sq * inv_r);  // n0 . d = -sq / r
+          go += -k0 * n0;
+          gd += (-k0 * t0) * n0;
+          gc += k0 * n0;
+          gr += k0;
+        }
+        if (g_t_far) {
+          const vec3<T> n1 = inv_r * (oc + t1 * d);
+          const T k1 = g_t_far[i] / (sq * inv_r);  // n1 . d = sq / r
+          go += -k1 * n1;
+          gd += (-k1 * t1) * n1;
+          gc += k1 * n1;
+          gr += k1;
+        }
+        acc.add(4 * k + 0, gc.x);
+        acc.add(4 * k + 1, gc.y);
+        acc.add(4 * k + 2, gc.z);
+        acc.add(4 * k + 3, gr);
+      }
+    }
+    store3(g_origins + 3 * i, go);
+    store3(g_dirs + 3 * i, gd);
+  }
+};
+
+
+// ---------------------------------------------------------------------------------------
+// Launchers (csrc/cpu/*.cpp, csrc/cuda/*.cu): plain pointers, see launch.h for conventions.
+// Instantiated for T = float, double and I = int32_t, int64_t.
+// ---------------------------------------------------------------------------------------
+namespace cpu {
+
+template <typename T, typename I>
+void ray_sphere_intersect_forward(const T* origins /*[N,3]*/, const T* dirs /*[N,3]*/, int64_t n,
+                                  const T* centers /*[S,3]*/, const T* radii /*[S]*/, int32_t s,
+                                  T* t_near /*[N]*/, T* t_far /*[N]*/, I* index /*[N]*/, T* normal /*[N,3]*/,
+                                  CheckRecord* check);
+
+template <typename T, typename I>
+void ray_sphere_intersect_backward(const T* origins /*[N,3]*/, const T* dirs /*[N,3]*/, int64_t n,
+                                   const T* centers /*[S,3]*/, const T* radii /*[S]*/, int32_t s,
+                                   const I* index /*[N]*/, const T* g_t_near /*[N] or null*/,
+                                   const T* g_t_far /*[N] or null*/, const T* g_normal /*[N,3] or null*/,
+                                   T* g_origins /*[N,3]*/, T* g_dirs /*[N,3]*/, T* g_spheres /*[S,4]: c.xyz, r*/);
+
+}  // namespace cpu
+
+namespace cuda {
+
+template <typename T, typename I>
+int ray_sphere_intersect_forward(const T* origins, const T* dirs, int64_t n, const T* centers, const T* radii,
+                                 int32_t s, T* t_near, T* t_far, I* index, T* normal, CheckRecord* check,
+                                 void* stream);
+
+template <typename T, typename I>
+int ray_sphere_intersect_backward(const T* origins, const T* dirs, int64_t n, const T* centers, const T* radii,
+                                  int32_t s, const I* index, const T* g_t_near, const T* g_t_far,
+                                  const T* g_normal, T* g_origins, T* g_dirs, T* g_spheres, void* stream);
+
+}  // namespace cuda
+
+}  // namespace eyefast

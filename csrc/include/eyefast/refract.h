@@ -1,0 +1,192 @@
+// eyefast/refract.h: Snell refraction with exact dielectric Fresnel reflectance, fwd and bwd.
+//
+// Contract (per ray i):
+//   u = dirs[i] / |dirs[i]| (travel direction), m = normals[i] / |normals[i]| flipped, if need
+//   be, to face the incoming ray (u . m <= 0). eta = n_from / n_to (eta[i], or eta[0] when the
+//   eta stride is 0). cos_i = -u.m, sin^2_t = eta^2 (1 - cos_i^2).
+//   sin^2_t <= 1:  out = eta u + (eta cos_i - cos_t) m    (unit length by construction)
+//                  R = (rs^2 + rp^2) / 2,  rs = (eta ci - ct)/(eta ci + ct),
+//                                          rp = (ci - eta ct)/(ci + eta ct)
+//                  (unpolarised; at normal incidence R = ((eta-1)/(eta+1))^2)
+//   sin^2_t > 1 (total internal reflection): out = u - 2 (u.m) m (mirror), R = 1, tir = 1.
+//   At exactly the critical angle (sin^2_t == 1) the ray is refracted along the surface
+//   (cos_t = 0) and R = 1 (continuous with the TIR side).
+//
+// Backward: the chain rule through the formulas above; the derivative of cos_t is unbounded at
+// the critical angle, where it is set to 0 (as is every derivative of R on the TIR side).
+#pragma once
+
+#include "eyefast/common.h"
+
+namespace eyefast {
+
+enum RefractCheck : int64_t {
+  kRF_DirsNonFinite = 1,
+  kRF_DirsZero = 2,
+  kRF_NormalsNonFinite = 4,
+  kRF_NormalsZero = 8,
+  kRF_EtaInvalid = 16,  // eta <= 0 or not finite
+};
+
+template <typename T>
+struct RefractGeometry {
+  vec3<T> u, m;  // unit direction, unit normal facing the ray
+  T inv_d, inv_n, sign;  // 1/|d|, 1/|n|, +1 or -1 (normal flipped)
+  T ci, sin2t;
+};
+
+template <typename T>
+EF_HD RefractGeometry<T> refract_geometry(const vec3<T>& d, const vec3<T>& n, T eta) {
+  RefractGeometry<T> g;
+  g.inv_d = T(1) / ef_sqrt(dot(d, d));
+  g.inv_n = T(1) / ef_sqrt(dot(n, n));
+  g.u = g.inv_d * d;
+  g.m = g.inv_n * n;
+  g.ci = -dot(g.u, g.m);
+  g.sign = T(1);
+  if (g.ci < T(0)) {
+    g.m = -g.m;
+    g.ci = -g.ci;
+    g.sign = T(-1);
+  }
+  if (g.ci > T(1)) g.ci = T(1);  // rounding
+  g.sin2t = eta * eta * (T(1) - g.ci * g.ci);
+  return g;
+}
+
+template <typename T>
+struct RefractForward {
+  const T* dirs;     // [N, 3]
+  const T* normals;  // [N, 3]
+  const T* eta;      // [N] (eta_stride 1) or [1] (eta_stride 0)
+  int64_t eta_stride;
+  T* out;            // [N, 3]
+  T* reflectance;    // [N]
+  uint8_t* tir;      // [N] (0/1)
+  CheckRecord* check;  // nullable
+
+  EF_HD void operator()(int64_t i) const {
+    const vec3<T> d = load3(dirs + 3 * i);
+    const vec3<T> n = load3(normals + 3 * i);
+    const T e = eta[i * eta_stride];
+    if (check) {
+      if (!all_finite(d)) report_bad_row(check, kRF_DirsNonFinite, i);
+      else if (dot(d, d) == T(0)) report_bad_row(check, kRF_DirsZero, i);
+      if (!all_finite(n)) report_bad_row(check, kRF_NormalsNonFinite, i);
+      else if (dot(n, n) == T(0)) report_bad_row(check, kRF_NormalsZero, i);
+      if ((eta_stride != 0 || i == 0) && (!(e > T(0)) || !ef_isfinite(e))) report_bad_row(check, kRF_EtaInvalid, i);
+    }
+    const RefractGeometry<T> g = refract_geometry(d, n, e);
+    if (g.sin2t > T(1)) {
+      store3(out + 3 * i, g.u + (T(2) * g.ci) * g.m);
+      reflectance[i] = T(1);
+      tir[i] = 1;
+      return;
+    }
+    const T ct = ef_sqrt(T(1) - g.sin2t);
+    store3(out + 3 * i, e * g.u + (e * g.ci - ct) * g.m);
+    const T rs_den = e * g.ci + ct, rp_den = g.ci + e * ct;
+    const T rs = rs_den > T(0) ? (e * g.ci - ct) / rs_den : T(1);
+    const T rp = rp_den > T(0) ? (g.ci - e * ct) / rp_den : T(1);
+    reflectance[i] = T(0.5) * (rs * rs + rp * rp);
+    tir[i] = 0;
+  }
+};
+
+template <typename T>
+struct RefractBackward {
+  const T* dirs;      // [N, 3]
+  const T* normals;   // [N, 3]
+  const T* eta;       // [N] or [1]
+  int64_t eta_stride;
+  const T* g_out;     // [N, 3] or null
+  const T* g_refl;    // [N] or null
+  T* g_dirs;          // [N, 3]
+  T* g_normals;       // [N, 3]
+  T* g_eta;           // [N] per-ray contribution (summed by the caller when eta is shared)
+
+  EF_HD void operator()(int64_t i) const {
+    const vec3<T> d = load3(dirs + 3 * i);
+    const vec3<T> n = load3(normals + 3 * i);
+    const T e = eta[i * eta_stride];
+    const RefractGeometry<T> g = refract_geometry(d, n, e);
+    const vec3<T> go = g_out ? load3(g_out + 3 * i) : vec3<T>{T(0), T(0), T(0)};
+    vec3<T> gu{T(0), T(0), T(0)}, gm{T(0), T(0), T(0)};
+    T geta = T(0);
+    if (g.sin2t > T(1)) {
+      // out = u - 2 (u.m) m ; R = 1 is constant.
+      const T um = -g.ci;
+      const T gom = dot(go, g.m);
+      gu = go - (T(2) * gom) * g.m;
+      gm = T(-2) * (um * go + gom * g.u);
+    } else {
+      const T ct = ef_sqrt(T(1) - g.sin2t);
+      const T k = e * g.ci - ct;
+      // out = e u + k m
+      gu = e * go;
+      gm = k * go;
+      const T gk = dot(go, g.m);
+      geta += dot(go, g.u) + gk * g.ci;
+      T gci = gk * e;
+      T gct = -gk;
+      if (g_refl) {
+        const T gR = g_refl[i];
+        const T B = e * g.ci + ct, D = g.ci + e * ct;
+        if (B > T(0) && D > T(0)) {
+          const T rs = (e * g.ci - ct) / B, rp = (g.ci - e * ct) / D;
+          const T grs = gR * rs, grp = gR * rp;
+          const T iB2 = T(1) / (B * B), iD2 = T(1) / (D * D);
+          geta += grs * (T(2) * g.ci * ct * iB2) + grp * (T(-2) * g.ci * ct * iD2);
+          gci += grs * (T(2) * e * ct * iB2) + grp * (T(2) * e * ct * iD2);
+          gct += grs * (T(-2) * e * g.ci * iB2) + grp * (T(-2) * e * g.ci * iD2);
+        }
+      }
+      if (ct > T(0)) {  // ct = sqrt(1 - e^2 (1 - ci^2))
+        const T inv_ct = T(1) / ct;
+        geta += gct * (-e * (T(1) - g.ci * g.ci) * inv_ct);
+        gci += gct * (e * e * g.ci * inv_ct);
+      }
+      // ci = -u.m
+      gu += -gci * g.m;
+      gm += -gci * g.u;
+    }
+    store3(g_dirs + 3 * i, normalize_backward(g.u, g.inv_d, gu));
+    // m = sign * n / |n|
+    store3(g_normals + 3 * i, normalize_backward(g.sign * g.m, g.inv_n, g.sign * gm));
+    g_eta[i] = geta;
+  }
+};
+
+
+// ---------------------------------------------------------------------------------------
+// Launchers (csrc/cpu/*.cpp, csrc/cuda/*.cu): plain pointers, see launch.h for conventions.
+// Instantiated for T = float, double.
+// ---------------------------------------------------------------------------------------
+namespace cpu {
+
+template <typename T>
+void refract_forward(const T* dirs /*[N,3]*/, const T* normals /*[N,3]*/, const T* eta /*[N] or [1]*/,
+                     int64_t eta_stride /*1 or 0*/, int64_t n, T* out /*[N,3]*/, T* reflectance /*[N]*/,
+                     uint8_t* tir /*[N]*/, CheckRecord* check);
+
+template <typename T>
+void refract_backward(const T* dirs /*[N,3]*/, const T* normals /*[N,3]*/, const T* eta /*[N] or [1]*/,
+                      int64_t eta_stride, int64_t n, const T* g_out /*[N,3] or null*/,
+                      const T* g_reflectance /*[N] or null*/, T* g_dirs /*[N,3]*/, T* g_normals /*[N,3]*/,
+                      T* g_eta /*[N]*/);
+
+}  // namespace cpu
+
+namespace cuda {
+
+template <typename T>
+int refract_forward(const T* dirs, const T* normals, const T* eta, int64_t eta_stride, int64_t n, T* out,
+                    T* reflectance, uint8_t* tir, CheckRecord* check, void* stream);
+
+template <typename T>
+int refract_backward(const T* dirs, const T* normals, const T* eta, int64_t eta_stride, int64_t n,
+                     const T* g_out, const T* g_reflectance, T* g_dirs, T* g_normals, T* g_eta, void* stream);
+
+}  // namespace cuda
+
+}  // namespace eyefast

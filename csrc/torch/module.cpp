@@ -1,0 +1,49 @@
+// The eyefast._C extension module: the TORCH_LIBRARY of the eyefast namespace (each op adds its
+// schemas with TORCH_LIBRARY_FRAGMENT in its own file), the CPU parallel backend, and a tiny
+// Python module object so that `import eyefast._C` loads the library.
+#include <Python.h>
+
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "eyefast/launch.h"
+
+namespace eyefast {
+namespace torch_ext {
+namespace {
+
+// CPU launchers run on at::parallel_for, so torch.set_num_threads() governs eyefast as well.
+void aten_parallel_for(int64_t n, int64_t grain, void* ctx, cpu::ChunkFn fn) {
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { fn(ctx, b, e); });
+}
+
+struct InstallBackend {
+  InstallBackend() { cpu::set_parallel_backend(&aten_parallel_for); }
+} install_backend;
+
+}  // namespace
+
+TORCH_LIBRARY(eyefast, m) {
+  // The op schemas are added by TORCH_LIBRARY_FRAGMENT(eyefast, ...) next to each op.
+}
+
+}  // namespace torch_ext
+}  // namespace eyefast
+
+namespace {
+PyModuleDef eyefast_c_module = {PyModuleDef_HEAD_INIT, "_C",
+                                "eyefast kernels; the ops are registered as torch.ops.eyefast.*", -1, nullptr};
+}  // namespace
+
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  PyObject* m = PyModule_Create(&eyefast_c_module);
+  if (!m) return nullptr;
+#ifdef EYEFAST_WITH_CUDA
+  PyModule_AddObject(m, "WITH_CUDA", Py_True);
+  Py_INCREF(Py_True);
+#else
+  PyModule_AddObject(m, "WITH_CUDA", Py_False);
+  Py_INCREF(Py_False);
+#endif
+  return m;
+}

@@ -1,0 +1,103 @@
+// Shared helpers of the torch bindings: argument checks that name the argument, the
+// per-row CheckRecord round trip, and the CUDA stream. The only torch-dependent code in eyefast
+// lives in csrc/torch/; the kernels it calls are torch-free (csrc/include, csrc/cpu, csrc/cuda).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "eyefast/common.h"
+
+#ifdef EYEFAST_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#endif
+
+namespace eyefast {
+namespace torch_ext {
+
+// Checks one tensor argument: floating dtype equal to `ref_dtype` (when given), device equal to
+// `ref` (when given), contiguity, and the shape pattern (-1 = any size). Errors name the op and
+// the argument, e.g. "eyefast.refract: normals must have shape [N, 3] (N = 5), got [5, 2]".
+inline void check_arg(const char* op, const char* name, const at::Tensor& t, at::IntArrayRef shape,
+                      const char* shape_text, const at::Tensor* ref = nullptr) {
+  TORCH_CHECK(t.defined(), "eyefast.", op, ": ", name, " is undefined (None)");
+  if (ref) {
+    TORCH_CHECK_TYPE(t.scalar_type() == ref->scalar_type(), "eyefast.", op, ": ", name, " must have dtype ",
+                     ref->scalar_type(), " like the first argument, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == ref->device(), "eyefast.", op, ": ", name, " must be on ", ref->device(),
+                " like the first argument, got ", t.device());
+  }
+  bool ok = t.dim() == static_cast<int64_t>(shape.size());
+  for (size_t k = 0; ok && k < shape.size(); ++k) ok = shape[k] < 0 || t.size(static_cast<int64_t>(k)) == shape[k];
+  TORCH_CHECK(ok, "eyefast.", op, ": ", name, " must have shape ", shape_text, ", got ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), "eyefast.", op, ": ", name,
+              " must be contiguous (call .contiguous() first); got strides ", t.strides());
+}
+
+inline void check_float_dtype(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "eyefast.", op, ": ", name,
+                   " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu() || t.device().is_cuda(), "eyefast.", op, ": ", name,
+              " must be a CPU or CUDA tensor, got ", t.device());
+#ifndef EYEFAST_WITH_CUDA
+  TORCH_CHECK(!t.device().is_cuda(), "eyefast.", op, ": ", name,
+              " is a CUDA tensor but this eyefast build has no CUDA kernels (rebuild with EYEFAST_CUDA=1)");
+#endif
+}
+
+// Contiguous view of an optional gradient (autograd may hand over expanded, stride-0 tensors).
+inline at::Tensor grad_or_undefined(const std::optional<at::Tensor>& g) {
+  if (!g.has_value() || !g->defined()) return at::Tensor();
+  return g->contiguous();
+}
+template <typename T>
+const T* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+// A CheckRecord for one launch: host memory on the CPU, device memory on CUDA.
+struct CheckBuffer {
+  at::Tensor storage;  // int64 [2]
+  explicit CheckBuffer(const at::Device& dev) : storage(at::empty({2}, at::TensorOptions(at::kLong).device(dev))) {}
+  CheckRecord* get() { return reinterpret_cast<CheckRecord*>(storage.data_ptr<int64_t>()); }
+  // Reads the record back (a device-to-host copy on CUDA).
+  std::pair<int64_t, int64_t> read() const {
+    at::Tensor h = storage.device().is_cpu() ? storage : storage.cpu();
+    const int64_t* p = h.data_ptr<int64_t>();
+    return {p[0], p[1]};
+  }
+};
+
+// Turns a CheckRecord into a ValueError naming the argument of the first failed flag.
+// `messages` maps each flag bit to "<argument> ... " text; the row is inserted as name[row].
+struct FlagMessage {
+  int64_t flag;
+  const char* argument;
+  const char* problem;
+};
+inline void raise_if_flagged(const char* op, const CheckBuffer& buf, const std::vector<FlagMessage>& messages) {
+  auto rec = buf.read();
+  if (rec.first == 0) return;
+  for (const auto& m : messages) {
+    if (rec.first & m.flag) {
+      TORCH_CHECK_VALUE(false, "eyefast.", op, ": ", m.argument, " ", m.problem, " (first bad row: ", m.argument,
+                        "[", rec.second, "]); pass check=False to skip these data checks");
+    }
+  }
+  TORCH_CHECK_VALUE(false, "eyefast.", op, ": invalid input (flags ", rec.first, ")");
+}
+
+#ifdef EYEFAST_WITH_CUDA
+inline void* current_stream(const at::Tensor& t) { return at::cuda::getCurrentCUDAStream(t.device().index()).stream(); }
+inline void check_cuda(const char* op, int err) {
+  TORCH_CHECK(err == 0, "eyefast.", op, ": CUDA launch failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+}
+#endif
+
+}  // namespace torch_ext
+}  // namespace eyefast

@@ -1,0 +1,68 @@
+"""Build description of the ``eyefast._C`` extension, shared by setup.py and the JIT fallback.
+
+Kept free of eyefast imports so that setup.py can load it by path.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, "csrc")
+DEFAULT_CUDA_ARCHS = "8.0;9.0"
+
+
+def sources(with_cuda: bool) -> list[str]:
+    """Absolute paths of the extension's sources (CPU launchers, torch bindings, CUDA launchers)."""
+    files = sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp")))
+    files += sorted(glob.glob(os.path.join(CSRC, "torch", "*.cpp")))
+    if with_cuda:
+        files += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
+    return files
+
+
+def include_dirs() -> list[str]:
+    return [os.path.join(CSRC, "include")]
+
+
+def want_cuda() -> bool:
+    """CUDA launchers are built when a CUDA toolkit and a CUDA build of torch are both present.
+
+    ``EYEFAST_CUDA=0|1`` overrides; ``EYEFAST_CUDA=1`` without a toolkit or a CUDA torch is an error.
+    """
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    env = os.environ.get("EYEFAST_CUDA", "").strip()
+    have_toolkit = CUDA_HOME is not None and (
+        shutil.which("nvcc") is not None or os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc"))
+    )
+    have_torch_cuda = torch.version.cuda is not None
+    if env == "0":
+        return False
+    if env == "1":
+        if not (have_toolkit and have_torch_cuda):
+            raise RuntimeError(
+                "EYEFAST_CUDA=1 but "
+                + ("no CUDA toolkit (nvcc) was found" if not have_toolkit else "the installed torch is a CPU-only build")
+            )
+        return True
+    if env:
+        raise RuntimeError(f"EYEFAST_CUDA must be 0 or 1, got {env!r}")
+    return have_toolkit and have_torch_cuda
+
+
+def compile_args(with_cuda: bool) -> dict:
+    cxx = ["-O3", "-std=c++17", "-fvisibility=hidden"]
+    args = {"cxx": cxx + (["-DEYEFAST_WITH_CUDA"] if with_cuda else [])}
+    if with_cuda:
+        # No --use_fast_math: the kernels must match the float64 references to 1e-5.
+        args["nvcc"] = ["-O3", "-std=c++17", "-DEYEFAST_WITH_CUDA", "-lineinfo"]
+    return args
+
+
+def cuda_arch_flags() -> None:
+    """Default TORCH_CUDA_ARCH_LIST (sm_80, sm_90) unless the user set one."""
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)

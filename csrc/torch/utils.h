@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <cstdlib>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,6 +50,27 @@ inline void check_float_dtype(const char* op, const char* name, const at::Tensor
   TORCH_CHECK(!t.device().is_cuda(), "eyefast.", op, ": ", name,
               " is a CUDA tensor but this eyefast build has no CUDA kernels (rebuild with EYEFAST_CUDA=1)");
 #endif
+}
+
+// EYEFAST_POISON=1 (set by the test suite): outputs are filled with NaN (floats) or a sentinel
+// (integers) before each launch, so that any element a kernel fails to write shows up.
+inline bool poison_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("EYEFAST_POISON");
+    return v && v[0] == '1';
+  }();
+  return on;
+}
+inline at::Tensor poisoned(at::Tensor t) {
+  if (!poison_enabled() || t.numel() == 0) return t;
+  if (at::isFloatingType(t.scalar_type())) {
+    t.fill_(std::numeric_limits<double>::quiet_NaN());
+  } else if (t.scalar_type() == at::kBool) {
+    t.fill_(true);
+  } else {
+    t.fill_(0x5EADBEEF);
+  }
+  return t;
 }
 
 // Contiguous view of an optional gradient (autograd may hand over expanded, stride-0 tensors).

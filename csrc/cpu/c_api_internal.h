@@ -28,7 +28,7 @@ int check_result(const char* fn, const CheckRecord& rec, const FlagText (&texts)
   for (const auto& t : texts) {
     if (rec.flags & t.flag) {
       return fail(EYEFAST_ERROR_BAD_VALUE, std::string(fn) + ": " + t.array + " " + t.problem + " (first bad row " +
-                                               std::to_string(rec.first_row) + ")");
+                                               std::to_string(rec.first_row[flag_bit(t.flag)]) + ")");
     }
   }
   return fail(EYEFAST_ERROR_BAD_VALUE, std::string(fn) + ": invalid input");

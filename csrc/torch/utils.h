@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
@@ -85,14 +86,17 @@ const T* ptr_or_null(const at::Tensor& t) {
 
 // A CheckRecord for one launch: host memory on the CPU, device memory on CUDA.
 struct CheckBuffer {
-  at::Tensor storage;  // int64 [2]
-  explicit CheckBuffer(const at::Device& dev) : storage(at::empty({2}, at::TensorOptions(at::kLong).device(dev))) {}
+  static_assert(sizeof(CheckRecord) == sizeof(int64_t) * (1 + kCheckFlags), "CheckRecord layout");
+  at::Tensor storage;  // int64 [1 + kCheckFlags]
+  explicit CheckBuffer(const at::Device& dev)
+      : storage(at::empty({1 + kCheckFlags}, at::TensorOptions(at::kLong).device(dev))) {}
   CheckRecord* get() { return reinterpret_cast<CheckRecord*>(storage.data_ptr<int64_t>()); }
   // Reads the record back (a device-to-host copy on CUDA).
-  std::pair<int64_t, int64_t> read() const {
+  CheckRecord read() const {
     at::Tensor h = storage.device().is_cpu() ? storage : storage.cpu();
-    const int64_t* p = h.data_ptr<int64_t>();
-    return {p[0], p[1]};
+    CheckRecord r;
+    std::memcpy(&r, h.data_ptr<int64_t>(), sizeof(r));
+    return r;
   }
 };
 
@@ -104,15 +108,15 @@ struct FlagMessage {
   const char* problem;
 };
 inline void raise_if_flagged(const char* op, const CheckBuffer& buf, const std::vector<FlagMessage>& messages) {
-  auto rec = buf.read();
-  if (rec.first == 0) return;
+  const CheckRecord rec = buf.read();
+  if (rec.flags == 0) return;
   for (const auto& m : messages) {
-    if (rec.first & m.flag) {
+    if (rec.flags & m.flag) {
       TORCH_CHECK_VALUE(false, "eyefast.", op, ": ", m.argument, " ", m.problem, " (first bad row: ", m.argument,
-                        "[", rec.second, "]); pass check=False to skip these data checks");
+                        "[", rec.first_row[flag_bit(m.flag)], "]); pass check=False to skip these data checks");
     }
   }
-  TORCH_CHECK_VALUE(false, "eyefast.", op, ": invalid input (flags ", rec.first, ")");
+  TORCH_CHECK_VALUE(false, "eyefast.", op, ": invalid input (flags ", rec.flags, ")");
 }
 
 #ifdef EYEFAST_WITH_CUDA

@@ -123,30 +123,37 @@ EF_HD vec3<T> normalize_backward(const vec3<T>& u, T inv_len, const vec3<T>& g_u
 // ---------------------------------------------------------------------------------------
 // Per-row input checks, fused into the forward kernels.
 //
-// A kernel that finds a bad row ORs a flag bit into `flags` and lowers `first_row` to the
-// smallest offending row (so messages name one concrete row). The launcher's caller reads
+// A kernel that finds a bad row ORs a flag bit into `flags` and lowers that flag's entry of
+// `first_row` to the smallest offending row (so messages name one concrete row). The launcher's caller reads
 // the record after the launch (on CUDA that is one device-to-host copy) and turns it into an
 // error naming the argument. Passing a null CheckRecord* skips every check.
 // ---------------------------------------------------------------------------------------
+constexpr int kCheckFlags = 8;  // flag bits 1 << 0 .. 1 << 7
 struct CheckRecord {
-  int64_t flags;      // OR of the op's flag bits; 0 = all rows valid
-  int64_t first_row;  // smallest offending row, INT64_MAX when none
+  int64_t flags;                   // OR of the op's flag bits; 0 = all rows valid
+  int64_t first_row[kCheckFlags];  // per flag bit: smallest offending row, INT64_MAX when none
 };
 
 EF_HD void check_init(CheckRecord* r) {
   r->flags = 0;
-  r->first_row = INT64_MAX;
+  for (int k = 0; k < kCheckFlags; ++k) r->first_row[k] = INT64_MAX;
+}
+
+EF_HD int flag_bit(int64_t flag) {
+  int k = 0;
+  while (k < kCheckFlags - 1 && !(flag & (int64_t(1) << k))) ++k;
+  return k;
 }
 
 EF_HD void report_bad_row(CheckRecord* rec, int64_t flag, int64_t row) {
+  int64_t* slot = &rec->first_row[flag_bit(flag)];
 #if defined(__CUDA_ARCH__)
   atomicOr(reinterpret_cast<unsigned long long*>(&rec->flags), static_cast<unsigned long long>(flag));
-  atomicMin(reinterpret_cast<long long*>(&rec->first_row), static_cast<long long>(row));
+  atomicMin(reinterpret_cast<long long*>(slot), static_cast<long long>(row));
 #else
   __atomic_fetch_or(&rec->flags, flag, __ATOMIC_RELAXED);
-  int64_t cur = __atomic_load_n(&rec->first_row, __ATOMIC_RELAXED);
-  while (row < cur &&
-         !__atomic_compare_exchange_n(&rec->first_row, &cur, row, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  int64_t cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  while (row < cur && !__atomic_compare_exchange_n(slot, &cur, row, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
 #endif
 }

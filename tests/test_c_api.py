@@ -1,0 +1,138 @@
+"""The C API (eyefast/c_api.h) through ctypes on the loaded library, plus a hypothesis fuzz of
+both ops and the C API: random shapes, values, infinities and NaNs never crash; each call gives
+a result or a named error."""
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eyefast import _ext, ops
+
+lib = ctypes.CDLL(_ext.library_path())
+f32p = ctypes.POINTER(ctypes.c_float)
+i32p = ctypes.POINTER(ctypes.c_int32)
+u8p = ctypes.POINTER(ctypes.c_uint8)
+lib.eyefast_last_error.restype = ctypes.c_char_p
+lib.eyefast_ray_sphere_intersect_f32.argtypes = [f32p, f32p, ctypes.c_int64, f32p, f32p, ctypes.c_int32,
+                                                 f32p, f32p, i32p, f32p]
+lib.eyefast_refract_f32.argtypes = [f32p, f32p, f32p, ctypes.c_int64, f32p, f32p, u8p]
+
+
+def ptr(a, kind=f32p):
+    return None if a is None else a.ctypes.data_as(kind)
+
+
+def c_ray_sphere(o, d, c, r):
+    n, s = o.shape[0], c.shape[0]
+    tn, tf = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+    idx, nrm = np.full(n, 12345, np.int32), np.full((n, 3), np.nan, np.float32)
+    code = lib.eyefast_ray_sphere_intersect_f32(ptr(o), ptr(d), n, ptr(c), ptr(r), s, ptr(tn), ptr(tf),
+                                                ptr(idx, i32p), ptr(nrm))
+    return code, lib.eyefast_last_error().decode(), (tn, tf, idx, nrm)
+
+
+def c_refract(d, nm, eta):
+    n = d.shape[0]
+    out, refl, tir = np.full((n, 3), np.nan, np.float32), np.full(n, np.nan, np.float32), np.full(n, 7, np.uint8)
+    code = lib.eyefast_refract_f32(ptr(d), ptr(nm), ptr(eta), n, ptr(out), ptr(refl), ptr(tir, u8p))
+    return code, lib.eyefast_last_error().decode(), (out, refl, tir)
+
+
+def test_c_api_matches_torch_op():
+    rng = np.random.default_rng(0)
+    o = (rng.standard_normal((1000, 3)) * 3).astype(np.float32)
+    c = rng.standard_normal((2, 3)).astype(np.float32)
+    d = (c[rng.integers(0, 2, 1000)] - o + 0.3 * rng.standard_normal((1000, 3))).astype(np.float32)
+    r = np.array([0.5, 0.7], np.float32)
+    code, msg, (tn, tf, idx, nrm) = c_ray_sphere(o, d, c, r)
+    assert code == 0 and msg == ""
+    ref = ops.ray_sphere_intersect(*map(torch.from_numpy, (o, d, c, r)))
+    assert np.array_equal(tn, ref[0].numpy()) and np.array_equal(tf, ref[1].numpy())
+    assert np.array_equal(idx, ref[2].numpy().astype(np.int32)) and np.array_equal(nrm, ref[3].numpy())
+    nm = rng.standard_normal((1000, 3)).astype(np.float32)
+    eta = (0.5 + rng.random(1000)).astype(np.float32)
+    code, msg, (out, refl, tir) = c_refract(d, nm, eta)
+    assert code == 0
+    ref = ops.refract(*map(torch.from_numpy, (d, nm, eta)))
+    assert np.array_equal(out, ref[0].numpy()) and np.array_equal(refl, ref[1].numpy())
+    assert np.array_equal(tir.astype(bool), ref[2].numpy())
+
+
+def test_c_api_errors():
+    o = np.zeros((4, 3), np.float32)
+    d = np.ones((4, 3), np.float32)
+    code, msg, _ = c_ray_sphere(o, d, np.zeros((1, 3), np.float32), np.array([-1.0], np.float32))
+    assert code == 3 and "radii" in msg
+    d[2] = 0
+    code, msg, _ = c_ray_sphere(o, d, np.zeros((1, 3), np.float32), np.array([1.0], np.float32))
+    assert code == 3 and "dirs" in msg and "row 2" in msg
+    code = lib.eyefast_ray_sphere_intersect_f32(None, ptr(d), 4, None, None, 0, None, None, None, None)
+    assert code == 1 and "origins" in lib.eyefast_last_error().decode()
+    code = lib.eyefast_ray_sphere_intersect_f32(None, None, -1, None, None, 0, None, None, None, None)
+    assert code == 2 and "n must be" in lib.eyefast_last_error().decode()
+    code = lib.eyefast_ray_sphere_intersect_f32(None, None, 0, None, None, 0, None, None, None, None)
+    assert code == 0  # nothing to do is fine
+    code, msg, _ = c_refract(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32), np.full(4, np.nan, np.float32))
+    assert code == 3 and "eta" in msg
+    assert lib.eyefast_has_cuda() in (0, 1)
+
+
+special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-30, 1e30, float("inf"), float("-inf"), float("nan")])
+floats = st.one_of(st.floats(-1e3, 1e3, width=32), special)
+
+
+def arr(draw, shape):
+    return np.array(draw(st.lists(floats, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))),
+                    np.float32).reshape(shape)
+
+
+@st.composite
+def eye_inputs(draw):
+    n = draw(st.integers(0, 12))
+    s = draw(st.integers(0, 3))
+    return arr(draw, (n, 3)), arr(draw, (n, 3)), arr(draw, (s, 3)), arr(draw, (s,)), arr(draw, (n,))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(eye_inputs())
+def test_fuzz_ops_and_c_api(inputs):
+    o, d, c, r, eta = inputs
+    t = list(map(torch.from_numpy, (o, d, c, r, eta)))
+    finite_ok = all(np.isfinite(x).all() for x in (o, d, c))
+    valid = finite_ok and (r > 0).all() and (np.square(d).sum(1) > 0).all()
+    try:
+        tn, tf, idx, nrm = ops.ray_sphere_intersect(*t[:4])
+        assert valid, "invalid input was accepted"
+        assert ((idx >= -1) & (idx < max(len(r), 1))).all()
+        assert not torch.isnan(tn).any() or not np.isfinite(np.square(d).sum(1)).all()
+    except ValueError as e:
+        assert not valid and any(k in str(e) for k in ("origins", "dirs", "centers", "radii"))
+    code, msg, _ = c_ray_sphere(o, d, c, r)
+    assert (code == 0) == bool(valid) and (code == 0 or msg)
+    nm = o  # reuse as normals
+    valid_r = (np.isfinite(d).all() and np.isfinite(nm).all() and (np.square(d).sum(1) > 0).all()
+               and (np.square(nm).sum(1) > 0).all() and np.isfinite(eta).all() and (eta > 0).all())
+    try:
+        out, refl, tir = ops.refract(t[1], t[0], t[4])
+        assert valid_r
+    except ValueError as e:
+        assert not valid_r and any(k in str(e) for k in ("dirs", "normals", "eta"))
+    code, msg, _ = c_refract(d, nm, eta)
+    assert (code == 0) == bool(valid_r)
+    # Unchecked calls must not crash either, whatever they return.
+    ops.ray_sphere_intersect(*t[:4], check=False)
+    ops.refract(t[1], t[0], t[4], check=False)
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 4), (2, 3, 3)])
+def test_fuzz_shapes_are_named(shape):
+    bad = torch.zeros(shape)
+    good = torch.ones(5, 3)
+    with pytest.raises(RuntimeError, match="origins"):
+        ops.ray_sphere_intersect(bad, good, torch.zeros(1, 3), torch.ones(1))
+    with pytest.raises(RuntimeError, match="normals"):
+        ops.refract(good, bad, 1.2)

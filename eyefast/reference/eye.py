@@ -60,9 +60,10 @@ def ray_sphere_intersect(origins, dirs, centers, radii):
     index = torch.where(any_hit, best, torch.full_like(best, -1))
     t0b = t0[rows, best]
     outside = any_hit & (t0b >= 0)
-    r = radii[best]
+    r = radii[best]  # placeholder divisor where there is no entry point
     p = oc[rows, best] + torch.where(outside, t0b, torch.zeros_like(t0b))[:, None] * dirs
-    normal = torch.where(outside[:, None], p / r[:, None], torch.zeros_like(p))
+    pn = p.norm(dim=-1, keepdim=True)
+    normal = torch.where(outside[:, None], p / torch.where(outside[:, None], pn, r[:, None]), torch.zeros_like(p))
     return t_near, t_far, index, normal
 
 

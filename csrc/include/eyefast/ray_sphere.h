@@ -6,7 +6,7 @@
 //   smallest entry distance >= 0. A ray whose origin is inside sphere k enters it at t = 0.
 //   Ties go to the lower sphere index.
 //   t_near = entry distance, t_far = exit distance of that sphere, index = k,
-//   normal = outward unit normal at the entry point (o + t_near d - c) / r, or 0 when the ray
+//   normal = outward unit normal at the entry point (p - c)/|p - c|, or 0 when the ray
 //   starts inside (there is no entry surface).
 //   Miss (no sphere in front of the ray): t_near = t_far = +inf, index = -1, normal = 0.
 // Roots use the cancellation-free form q = -(b + sign(b) sqrt(disc)); t = q/a, cc/q.
@@ -100,8 +100,10 @@ struct RaySphereForward {
     vec3<T> n{T(0), T(0), T(0)};
     // Starting inside (t0 < 0) means the entry is at 0 but not on the surface: no normal.
     if (best_k >= 0 && best_t0 >= T(0)) {
-      const vec3<T> oc = o - load3(centers + 3 * best_k);
-      n = (T(1) / radii[best_k]) * (oc + best * d);
+      // (p - c)/|p - c| rather than /r: the same function on the sphere, but unit length to
+      // rounding even where float32 rounding of t moves p slightly off the surface.
+      const vec3<T> pc = (o - load3(centers + 3 * best_k)) + best * d;
+      n = (T(1) / ef_sqrt(dot(pc, pc))) * pc;
     }
     store3(normal + 3 * i, n);
   }

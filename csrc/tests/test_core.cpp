@@ -1,0 +1,125 @@
+// C++ tests of the torch-free core (run by ctest): the kernel bodies through the CPU launchers
+// and the C API, with the built-in std::thread backend.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "eyefast/c_api.h"
+#include "eyefast/launch.h"
+#include "eyefast/ray_sphere.h"
+#include "eyefast/refract.h"
+
+namespace {
+int g_failures = 0;
+#define EXPECT(cond)                                                      \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      std::fprintf(stderr, "%s:%d: EXPECT(%s) failed\n", __FILE__, __LINE__, #cond); \
+      ++g_failures;                                                       \
+    }                                                                     \
+  } while (0)
+
+void test_parallel_for_covers_range() {
+  const int64_t n = 100003;
+  std::vector<int> hits(n, 0);
+  struct Body {
+    int* h;
+    void operator()(int64_t i) const { h[i] += 1; }
+  };
+  eyefast::cpu::for_each(n, Body{hits.data()}, 1000);
+  int bad = 0;
+  for (int v : hits) bad += v != 1;
+  EXPECT(bad == 0);
+}
+
+struct ModuloBody {
+  template <class Acc>
+  void operator()(int64_t i, const Acc& acc) const {
+    acc.add(i % 3, 1.0);
+  }
+};
+
+void test_accumulate_sums() {
+  using Body = ModuloBody;
+  float out[3] = {-1, -1, -1};
+  eyefast::cpu::for_each_accumulate(300001, 3, Body{}, out, 1000);
+  EXPECT(out[0] == 100001.f && out[1] == 100000.f && out[2] == 100000.f);
+}
+
+void test_ray_sphere_c_api() {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  const int64_t n = 20000;
+  std::vector<float> o(3 * n), d(3 * n), tn(n), tf(n), nrm(3 * n);
+  std::vector<int32_t> idx(n);
+  const float centers[6] = {-0.5f, 0.f, 4.f, 0.5f, 0.f, 4.f}, radii[2] = {0.4f, 0.4f};
+  for (int64_t i = 0; i < n; ++i) {
+    o[3 * i] = 0.1f * nd(rng), o[3 * i + 1] = 0.1f * nd(rng), o[3 * i + 2] = 0.f;
+    d[3 * i] = 0.2f * nd(rng), d[3 * i + 1] = 0.2f * nd(rng), d[3 * i + 2] = 1.f;
+  }
+  EXPECT(eyefast_ray_sphere_intersect_f32(o.data(), d.data(), n, centers, radii, 2, tn.data(), tf.data(), idx.data(),
+                                          nrm.data()) == EYEFAST_OK);
+  int hits = 0, bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (idx[i] < 0) {
+      bad += !(std::isinf(tn[i]) && std::isinf(tf[i]) && nrm[3 * i] == 0.f);
+      continue;
+    }
+    ++hits;
+    // The entry point lies on the chosen sphere and the normal is unit and outward-facing the ray.
+    const float* c = centers + 3 * idx[i];
+    float p[3], len2 = 0, nd2 = 0, ndotd = 0;
+    for (int k = 0; k < 3; ++k) {
+      p[k] = o[3 * i + k] + tn[i] * d[3 * i + k] - c[k];
+      len2 += p[k] * p[k];
+      nd2 += nrm[3 * i + k] * nrm[3 * i + k];
+      ndotd += nrm[3 * i + k] * d[3 * i + k];
+    }
+    bad += std::fabs(std::sqrt(len2) - radii[idx[i]]) > 1e-4f || std::fabs(nd2 - 1.f) > 1e-5f || ndotd > 0 ||
+           !(tf[i] >= tn[i]);
+  }
+  EXPECT(hits > n / 10 && hits < n);
+  EXPECT(bad == 0);
+  // Errors: code and a message naming the array.
+  const float bad_r[2] = {0.4f, -1.f};
+  EXPECT(eyefast_ray_sphere_intersect_f32(o.data(), d.data(), n, centers, bad_r, 2, tn.data(), tf.data(), idx.data(),
+                                          nrm.data()) == EYEFAST_ERROR_BAD_VALUE);
+  EXPECT(std::strstr(eyefast_last_error(), "radii") != nullptr);
+  EXPECT(eyefast_ray_sphere_intersect_f32(nullptr, d.data(), n, centers, radii, 2, tn.data(), tf.data(), idx.data(),
+                                          nrm.data()) == EYEFAST_ERROR_NULL_POINTER);
+  EXPECT(std::strstr(eyefast_last_error(), "origins") != nullptr);
+}
+
+void test_refract_c_api() {
+  const float n1 = 1.f, n2 = 1.5f;
+  const float dir[3] = {0.f, 0.f, -1.f}, normal[3] = {0.f, 0.f, 1.f}, eta = n1 / n2;
+  float out[3], refl;
+  uint8_t tir;
+  EXPECT(eyefast_refract_f32(dir, normal, &eta, 1, out, &refl, &tir) == EYEFAST_OK);
+  const float r0 = ((n1 - n2) / (n1 + n2)) * ((n1 - n2) / (n1 + n2));
+  EXPECT(std::fabs(refl - r0) < 1e-7f && tir == 0 && out[2] == -1.f);
+  // Total internal reflection from inside glass at 60 degrees.
+  const float d2[3] = {std::sin(1.0472f), 0.f, -std::cos(1.0472f)}, eta2 = n2 / n1;
+  EXPECT(eyefast_refract_f32(d2, normal, &eta2, 1, out, &refl, &tir) == EYEFAST_OK);
+  EXPECT(tir == 1 && refl == 1.f && std::fabs(out[2] - std::cos(1.0472f)) < 1e-6f);
+  const float zero[3] = {0.f, 0.f, 0.f};
+  EXPECT(eyefast_refract_f32(zero, normal, &eta, 1, out, &refl, &tir) == EYEFAST_ERROR_BAD_VALUE);
+  EXPECT(std::strstr(eyefast_last_error(), "dirs") != nullptr);
+}
+}  // namespace
+
+int main() {
+  test_parallel_for_covers_range();
+  test_accumulate_sums();
+  test_ray_sphere_c_api();
+  test_refract_c_api();
+  if (g_failures) {
+    std::fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return 1;
+  }
+  std::printf("all core checks passed (CUDA launchers linked: %d)\n", eyefast_has_cuda());
+  return 0;
+}

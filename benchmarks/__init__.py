@@ -1,0 +1,1 @@
+"""eyefast benchmarks: `python -m benchmarks.run` prints the comparison table."""

@@ -1,7 +1,9 @@
-// The CPU parallel loop behind eyefast::cpu::for_each (launch.h): a replaceable backend with
-// a built-in std::thread implementation.
+// The CPU parallel loop behind eyefast::cpu::for_each (launch.h): a replaceable backend, and a
+// built-in persistent thread pool (workers sleep on a condition variable between launches).
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -11,7 +13,7 @@ namespace eyefast {
 namespace cpu {
 namespace {
 
-int builtin_threads() {
+int default_threads() {
   static const int n = [] {
     if (const char* env = std::getenv("EYEFAST_NUM_THREADS")) {
       int v = std::atoi(env);
@@ -23,29 +25,102 @@ int builtin_threads() {
   return n;
 }
 
-void builtin_parallel_for(int64_t n, int64_t grain, void* ctx, ChunkFn fn) {
-  const int64_t g = std::max<int64_t>(grain, 1);
-  const int64_t max_chunks = (n + g - 1) / g;
-  const int threads = static_cast<int>(std::min<int64_t>(builtin_threads(), max_chunks));
-  if (threads <= 1) {
-    fn(ctx, 0, n);
-    return;
+thread_local bool t_in_pool = false;  // nested launches run inline
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
   }
-  // One contiguous slice per thread: the bodies are uniform in cost.
-  const int64_t per = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<size_t>(threads - 1));
-  for (int t = 1; t < threads; ++t) {
-    const int64_t b = t * per, e = std::min<int64_t>(n, b + per);
-    if (b < e) pool.emplace_back([=] { fn(ctx, b, e); });
+
+  // Runs slices 0..threads-1 of [0, n); returns when all are done.
+  void run(int threads, int64_t n, void* ctx, ChunkFn fn) {
+    std::unique_lock<std::mutex> busy(launch_, std::try_to_lock);
+    if (!busy.owns_lock() || t_in_pool) {  // another launch in flight, or nested: run inline
+      fn(ctx, 0, n);
+      return;
+    }
+    grow(threads - 1);
+    {
+      std::lock_guard<std::mutex> g(m_);
+      n_ = n;
+      ctx_ = ctx;
+      fn_ = fn;
+      slices_ = threads;
+      next_ = 1;
+      pending_ = threads - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    t_in_pool = true;
+    fn(ctx, 0, slice_end(0, threads, n));
+    t_in_pool = false;
+    std::unique_lock<std::mutex> g(m_);
+    done_.wait(g, [&] { return pending_ == 0; });
   }
-  fn(ctx, 0, std::min<int64_t>(n, per));
-  for (auto& th : pool) th.join();
+
+ private:
+  static int64_t slice_begin(int s, int slices, int64_t n) { return n * s / slices; }
+  static int64_t slice_end(int s, int slices, int64_t n) { return n * (s + 1) / slices; }
+
+  void grow(int want) {
+    while (static_cast<int>(workers_.size()) < want) workers_.emplace_back([this] { loop(); });
+  }
+
+  void loop() {
+    t_in_pool = true;
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> g(m_);
+    for (;;) {
+      cv_.wait(g, [&] { return stop_ || (generation_ != seen && next_ < slices_); });
+      if (stop_) return;
+      const int s = next_++;
+      if (next_ >= slices_) seen = generation_;
+      const int64_t b = slice_begin(s, slices_, n_), e = slice_end(s, slices_, n_);
+      void* ctx = ctx_;
+      ChunkFn fn = fn_;
+      g.unlock();
+      if (b < e) fn(ctx, b, e);
+      g.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex launch_, m_;
+  std::condition_variable cv_, done_;
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  int64_t n_ = 0;
+  void* ctx_ = nullptr;
+  ChunkFn fn_ = nullptr;
+  int slices_ = 0, next_ = 0, pending_ = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: safe at process exit with workers asleep
+  return *p;
 }
 
 ParallelBackend g_backend = nullptr;
 
 }  // namespace
+
+void pool_parallel_for(int threads, int64_t n, int64_t grain, void* ctx, ChunkFn fn) {
+  if (n <= 0) return;
+  const int64_t g = std::max<int64_t>(grain, 1);
+  const int t = static_cast<int>(std::min<int64_t>(std::max(threads, 1), (n + g - 1) / g));
+  if (t <= 1) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pool().run(t, n, ctx, fn);
+}
 
 void set_parallel_backend(ParallelBackend backend) { g_backend = backend; }
 
@@ -54,7 +129,7 @@ void parallel_for(int64_t n, int64_t grain, void* ctx, ChunkFn fn) {
   if (g_backend) {
     g_backend(n, grain, ctx, fn);
   } else {
-    builtin_parallel_for(n, grain, ctx, fn);
+    pool_parallel_for(default_threads(), n, grain, ctx, fn);
   }
 }
 

@@ -12,9 +12,11 @@ namespace eyefast {
 namespace torch_ext {
 namespace {
 
-// CPU launchers run on at::parallel_for, so torch.set_num_threads() governs eyefast as well.
+// CPU launchers use eyefast's pool sized by at::get_num_threads(), so torch.set_num_threads()
+// governs eyefast as well. Inside a torch parallel region they run inline, like ATen's own ops.
 void aten_parallel_for(int64_t n, int64_t grain, void* ctx, cpu::ChunkFn fn) {
-  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { fn(ctx, b, e); });
+  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  cpu::pool_parallel_for(threads, n, grain, ctx, fn);
 }
 
 struct InstallBackend {

@@ -4,9 +4,11 @@
 // launcher runs it for i in [0, n) with a parallel loop; launch_cuda.cuh runs the same functor
 // in a grid-stride CUDA kernel.
 //
-// The parallel loop goes through a replaceable backend: by default a small pool of std::threads
-// (EYEFAST_NUM_THREADS, else the hardware concurrency); the torch extension installs
-// at::parallel_for at load time so that torch.set_num_threads() governs eyefast too.
+// The parallel loop goes through a replaceable backend: by default a persistent pool of
+// std::threads (EYEFAST_NUM_THREADS, else the hardware concurrency); the torch extension sizes the
+// same pool with at::get_num_threads() so that torch.set_num_threads() governs eyefast too.
+// (at::parallel_for itself cannot be used from an extension: in torch's OpenMP builds its body is
+// a header-inlined `#pragma omp parallel`, silently serial unless the extension links OpenMP.)
 #pragma once
 
 #include <cstdint>
@@ -26,6 +28,8 @@ using ParallelBackend = void (*)(int64_t n, int64_t grain, void* ctx, ChunkFn fn
 // with respect to launches in flight; call it once at start-up.
 EF_API void set_parallel_backend(ParallelBackend backend);
 EF_API void parallel_for(int64_t n, int64_t grain, void* ctx, ChunkFn fn);
+// The built-in pool with an explicit thread count (what the torch extension's backend calls).
+EF_API void pool_parallel_for(int threads, int64_t n, int64_t grain, void* ctx, ChunkFn fn);
 
 // Default grain: large enough that the per-chunk overhead vanishes, small enough to balance.
 constexpr int64_t kDefaultGrain = 2048;

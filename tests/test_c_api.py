@@ -136,3 +136,40 @@ def test_fuzz_shapes_are_named(shape):
         ops.ray_sphere_intersect(bad, good, torch.zeros(1, 3), torch.ones(1))
     with pytest.raises(RuntimeError, match="normals"):
         ops.refract(good, bad, 1.2)
+
+
+def test_c_api_cuda_twins():
+    from conftest import CUDA_OK
+
+    if not CUDA_OK:
+        pytest.skip("needs a CUDA GPU and CUDA kernels")
+    vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+    lib.eyefast_ray_sphere_intersect_f32_cuda.argtypes = [vp, vp, i64, vp, vp, i32, vp, vp, vp, vp, vp]
+    lib.eyefast_refract_f32_cuda.argtypes = [vp, vp, vp, i64, vp, vp, vp, vp]
+    assert lib.eyefast_has_cuda() == 1
+    g = torch.Generator().manual_seed(3)
+    o = (torch.randn(5000, 3, generator=g) * 3).cuda()
+    c = torch.randn(2, 3, generator=g).cuda()
+    d = c[torch.randint(0, 2, (5000,), generator=g).cuda()] - o
+    r = torch.tensor([0.5, 0.7]).cuda()
+    tn, tf, nrm = torch.full((5000,), float("nan"), device="cuda"), torch.empty(5000, device="cuda"), torch.empty(5000, 3, device="cuda")
+    idx = torch.empty(5000, dtype=torch.int32, device="cuda")
+    stream = torch.cuda.current_stream().cuda_stream
+    code = lib.eyefast_ray_sphere_intersect_f32_cuda(o.data_ptr(), d.data_ptr(), 5000, c.data_ptr(), r.data_ptr(), 2,
+                                                     tn.data_ptr(), tf.data_ptr(), idx.data_ptr(), nrm.data_ptr(), stream)
+    assert code == 0, lib.eyefast_last_error()
+    ref = ops.ray_sphere_intersect(o, d, c, r)
+    assert torch.equal(tn, ref[0]) and torch.equal(idx.long(), ref[2]) and torch.equal(nrm, ref[3])
+    r_bad = torch.tensor([0.5, -1.0]).cuda()
+    code = lib.eyefast_ray_sphere_intersect_f32_cuda(o.data_ptr(), d.data_ptr(), 5000, c.data_ptr(), r_bad.data_ptr(), 2,
+                                                     tn.data_ptr(), tf.data_ptr(), idx.data_ptr(), nrm.data_ptr(), stream)
+    assert code == 3 and b"radii" in lib.eyefast_last_error()
+    nm = torch.randn(5000, 3, generator=g).cuda()
+    eta = torch.full((5000,), 0.7, device="cuda")
+    out, refl = torch.empty(5000, 3, device="cuda"), torch.empty(5000, device="cuda")
+    tir = torch.empty(5000, dtype=torch.uint8, device="cuda")
+    code = lib.eyefast_refract_f32_cuda(d.data_ptr(), nm.data_ptr(), eta.data_ptr(), 5000, out.data_ptr(),
+                                        refl.data_ptr(), tir.data_ptr(), stream)
+    assert code == 0
+    ref = ops.refract(d, nm, eta)
+    assert torch.equal(out, ref[0]) and torch.equal(refl, ref[1]) and torch.equal(tir.bool(), ref[2])

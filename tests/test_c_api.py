@@ -102,7 +102,7 @@ def eye_inputs(draw):
 def test_fuzz_ops_and_c_api(inputs):
     o, d, c, r, eta = inputs
     t = list(map(torch.from_numpy, (o, d, c, r, eta)))
-    finite_ok = all(np.isfinite(x).all() for x in (o, d, c))
+    finite_ok = all(np.isfinite(x).all() for x in (o, d, c, r))
     valid = finite_ok and (r > 0).all() and (np.square(d).sum(1) > 0).all()
     try:
         tn, tf, idx, nrm = ops.ray_sphere_intersect(*t[:4])

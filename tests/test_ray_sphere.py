@@ -29,18 +29,23 @@ def test_matches_reference(device, dtype):
         o, d, c, r = scene(5000, 3, dtype, device, seed)
         out = ops.ray_sphere_intersect(o, d, c, r)  # outputs poisoned first (conftest)
         assert out[0].dtype == dtype and out[2].dtype == torch.int64
-        # Same precision: the kernel must agree with the reference's formula to rounding.
-        exp = ref.ray_sphere_intersect(o.cpu(), d.cpu(), c.cpu(), r.cpu())
-        assert torch.equal(out[2].cpu(), exp[2]), "sphere index differs"
-        tol = 1e-5 if dtype == torch.float32 else 1e-12
-        for a, b in [(out[0], exp[0]), (out[1], exp[1]), (out[3], exp[3])]:
-            assert rel_err(a, b) < tol
-        # Against float64 truth: near-grazing rays amplify float32 input rounding by 1/sqrt(disc)
-        # (the problem's own conditioning, shared by any float32 implementation): 1e-4.
+        # Against the float64 truth. Float32 error in t grows like 1/cos(angle between the ray
+        # and the normal) (near-tangent rays), and the normal is p - c = (o - c) + t d, a
+        # difference of vectors |o - c| long that cancel down to length r: its relative error is
+        # about eps * |o - c| / (r cos) (here |o - c| / r ~ 10-30, cos > 0.05). Both are the
+        # problem's conditioning, shared by any float32 implementation (the GPU's FMA
+        # contraction rounds differently again). Hence: t within 1e-5 on rays meeting the surface
+        # more than ~3 degrees from tangent, and t and normals within 1e-4 on all rays.
         exp64 = ref.ray_sphere_intersect(o.double().cpu(), d.double().cpu(), c.double().cpu(), r.double().cpu())
-        assert torch.equal(out[2].cpu(), exp64[2])
+        assert torch.equal(out[2].cpu(), exp64[2]), "sphere index differs"
+        dhat = d.double().cpu() / d.double().cpu().norm(dim=1, keepdim=True)
+        cos = (exp64[3] * dhat).sum(1).abs()
+        well = (cos > 0.05) | (exp64[2] < 0) | (exp64[0] == 0)
+        f32 = dtype == torch.float32
+        for a, b in [(out[0], exp64[0]), (out[1], exp64[1])]:
+            assert rel_err(a.cpu()[well], b[well]) < (1e-5 if f32 else 1e-12)
         for a, b in [(out[0], exp64[0]), (out[1], exp64[1]), (out[3], exp64[3])]:
-            assert rel_err(a, b) < (1e-4 if dtype == torch.float32 else 1e-12)
+            assert rel_err(a, b) < (1e-4 if f32 else 1e-12)
         assert (out[2] >= 0).any() and (out[2] < 0).any()
 
 
@@ -105,7 +110,8 @@ def test_gradients_match_reference(device):
 
     def loss(fn, *x):
         tn, tf, _, n = fn(*x)
-        return (_finite(tn) * w[0]).sum() + (_finite(tf) * w[1]).sum() + (n * w[2]).sum()
+        ww = [v.to(tn.device) for v in w]
+        return (_finite(tn) * ww[0]).sum() + (_finite(tf) * ww[1]).sum() + (n * ww[2]).sum()
 
     a = [t.clone().requires_grad_() for t in (o, d, c, r)]
     b = [t.detach().cpu().clone().requires_grad_() for t in (o, d, c, r)]

@@ -101,7 +101,7 @@ def test_gradients_match_reference(device):
 
     def loss(fn, *x):
         out, refl, _ = fn(*x)
-        return (out * w0).sum() + (refl * w1).sum()
+        return (out * w0.to(out.device)).sum() + (refl * w1.to(out.device)).sum()
 
     a = [t.clone().requires_grad_() for t in (d, nm, eta)]
     b = [t.detach().cpu().clone().requires_grad_() for t in (d, nm, eta)]

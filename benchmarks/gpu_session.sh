@@ -33,12 +33,17 @@ else
 fi
 
 step "build eyefast._C with CUDA"
+# This image sets CC/CXX to a g++ wrapper that links libstdc++ statically into the extension;
+# a second libstdc++ inside _C.so segfaults in std::ostream (c10::str) at the first formatted
+# error message. Build with the system compiler, which links the shared libstdc++ torch uses.
+if [ -x /usr/bin/g++ ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 cap=$(python3 -c "import torch; m,n=torch.cuda.get_device_capability(); print(f'{m}.{n}')")
 if ! EYEFAST_CUDA=1 TORCH_CUDA_ARCH_LIST="$cap" MAX_JOBS=16 timeout "$STAGE_TIMEOUT" \
      python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1; then
   tail -40 "$OUT/build.log"; echo "BUILD FAILED"; exit 1
 fi
 python3 -c "import torch, eyefast._C as c; print('WITH_CUDA', c.WITH_CUDA)"
+ldd eyefast/_C*.so | grep -q "libstdc++" || echo "WARNING: _C.so does not link the shared libstdc++ (static copy?)"
 
 step "pytest (whole suite, CUDA cases included)"
 timeout "$STAGE_TIMEOUT" python3 -m pytest -q -p no:cacheprovider $PYTEST_ARGS -rs 2>&1 | tee "$OUT/pytest.log" | tail -25

@@ -77,5 +77,5 @@ def sampling(rays_o, rays_d, binaries, level_aabbs, near_plane=0.0, far_plane=1e
         e = torch.zeros(0, dtype=dtype, device=dev)
         return torch.zeros(0, dtype=torch.long, device=dev), e, e.clone()
     rows, starts, ends, steps = (torch.cat(v) for v in (rows, starts, ends, steps))
-    order = torch.argsort(rows * (steps.max() + 1) + steps)
+    order = torch.argsort(rows * (k + 1) + steps)
     return rows[order], starts[order], ends[order]

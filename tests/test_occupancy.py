@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eyefast.occupancy import OccupancyGrid, occupancy_sampling, pack_bitfield
+from eyefast.occupancy import OccupancyGrid, coarse_binaries, occupancy_sampling, pack_bitfield
 from eyefast.reference import occupancy as ref
 
 
@@ -34,15 +34,18 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("levels,cone", [(1, 0.0), (2, 0.0), (1, 0.05), (3, 0.02)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_identical_to_reference(levels, cone, dtype):
-    g = _grid(levels=levels)
+@pytest.mark.parametrize("res,block", [(16, None), (16, 4), (24, 8)])
+def test_identical_to_reference(levels, cone, dtype, res, block):
+    g = _grid(res=res, levels=levels, p=0.02)
     o, d = _rays(dtype=dtype)
     gen = torch.Generator().manual_seed(5)
     u = torch.rand(o.shape[0], generator=gen, dtype=dtype)
     t_min = torch.rand(o.shape[0], generator=gen, dtype=dtype) * 0.6
     t_max = t_min + torch.rand(o.shape[0], generator=gen, dtype=dtype) * 3
     kw = dict(near_plane=0.05, far_plane=6.0, render_step_size=0.013, cone_angle=cone)
-    out = occupancy_sampling(o, d, g.bitfield, g.aabbs.to(dtype), 16, t_min=t_min, t_max=t_max, u=u, **kw)
+    coarse = None if block is None else pack_bitfield(coarse_binaries(g.binaries, block))
+    out = occupancy_sampling(o, d, g.bitfield, g.aabbs.to(dtype), res, t_min=t_min, t_max=t_max, u=u,
+                             coarse=coarse, block=block or 8, **kw)
     exp = ref.sampling(o, d, g.binaries, g.aabbs.to(dtype), t_min=t_min, t_max=t_max, u=u, **kw)
     assert out[0].numel() > 0
     _assert_same(out, exp)

@@ -24,7 +24,7 @@ void run(const OccupancyMarch<T>& f, const at::Tensor& ref, int64_t n) {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
     const at::Tensor& rays_o, const at::Tensor& rays_d, const std::optional<at::Tensor>& t_min_in,
     const std::optional<at::Tensor>& t_max_in, const std::optional<at::Tensor>& u_in, const at::Tensor& bitfield,
-    const at::Tensor& level_aabbs, int64_t resolution, double near_plane, double far_plane, double step,
+    const std::optional<at::Tensor>& coarse_in, int64_t block, const at::Tensor& level_aabbs, int64_t resolution, double near_plane, double far_plane, double step,
     double cone_angle, bool check) {
   check_float_dtype(kOp, "rays_o", rays_o);
   check_arg(kOp, "rays_o", rays_o, {-1, 3}, "[N, 3]");
@@ -46,6 +46,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
   const int64_t bits = levels * resolution * resolution * resolution;
   TORCH_CHECK(bitfield.size(0) * 8 >= bits, "eyefast.", kOp, ": bitfield has ", bitfield.size(0),
               " bytes, need ", (bits + 7) / 8);
+  at::Tensor coarse = coarse_in.has_value() ? *coarse_in : at::Tensor();
+  if (coarse.defined()) {
+    TORCH_CHECK_VALUE(block >= 1, "eyefast.", kOp, ": block must be >= 1, got ", block);
+    const int64_t rc = (resolution + block - 1) / block;
+    TORCH_CHECK(coarse.scalar_type() == at::kByte && coarse.dim() == 1 && coarse.is_contiguous() &&
+                    coarse.device() == rays_o.device() && coarse.size(0) * 8 >= levels * rc * rc * rc,
+                "eyefast.", kOp, ": coarse must be a contiguous uint8 [ceil(L Rc^3 / 8)] tensor on ", rays_o.device());
+  }
   TORCH_CHECK_VALUE(step > 0 && std::isfinite(step), "eyefast.", kOp, ": render_step_size must be > 0, got ", step);
   TORCH_CHECK_VALUE(cone_angle >= 0, "eyefast.", kOp, ": cone_angle must be >= 0, got ", cone_angle);
   at::Tensor counts = at::empty({n}, rays_o.options().dtype(at::kLong));
@@ -58,6 +66,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
                                ptr_or_null<scalar_t>(t_max),
                                ptr_or_null<scalar_t>(u),
                                bitfield.data_ptr<uint8_t>(),
+                               coarse.defined() ? coarse.data_ptr<uint8_t>() : nullptr,
+                               static_cast<int32_t>(block),
                                level_aabbs.data_ptr<scalar_t>(),
                                static_cast<int32_t>(levels),
                                static_cast<int32_t>(resolution),
@@ -100,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
 TORCH_LIBRARY_FRAGMENT(eyefast, m) {
   m.def(
       "occupancy_sampling(Tensor rays_o, Tensor rays_d, Tensor? t_min, Tensor? t_max, Tensor? u, Tensor bitfield, "
-      "Tensor level_aabbs, int resolution, float near_plane, float far_plane, float render_step_size, "
+      "Tensor? coarse, int block, Tensor level_aabbs, int resolution, float near_plane, float far_plane, float render_step_size, "
       "float cone_angle, bool check=True) -> (Tensor ray_indices, Tensor t_starts, Tensor t_ends)");
 }
 

@@ -15,9 +15,10 @@
 //   t_k = t_0 + k * step; otherwise t_{k+1} = t_k + dt(t_k).
 //   Interval k = [t_k, t_{k+1}] is emitted when t_{k+1} <= t_hi (never past t_max: nerfacc
 //   issue 291) and its midpoint 0.5 (t_k + t_{k+1}) lies in an occupied cell.
-//   Empty cells are skipped: with uniform steps, from an empty cell the march jumps to the
-//   last step whose midpoint precedes the cell's exit (DDA), so the emitted set is exactly the
-//   one the step-by-step march gives.
+//   Empty space is skipped (uniform steps only): from an empty cell, or an empty coarse block
+//   of block^3 cells (optional `coarse` bitfield), the march jumps to the first step whose
+//   midpoint is within 0.01 step of the box's exit, so the emitted set is the one the
+//   step-by-step march gives (the skipped midpoints lie strictly inside the empty box).
 // Checks: non-finite origin, non-finite or zero-length direction.
 #pragma once
 
@@ -42,6 +43,9 @@ EF_HD double ef_floor<double>(double x) {
   return floor(x);
 }
 
+EF_HD float ef_ceil(float x) { return ceilf(x); }
+EF_HD double ef_ceil(double x) { return ceil(x); }
+
 template <typename T>
 struct OccupancyMarch {
   const T* rays_o;             // [N, 3]
@@ -50,6 +54,8 @@ struct OccupancyMarch {
   const T* t_max;              // [N] or null
   const T* u;                  // [N] jitter or null
   const uint8_t* bitfield;     // [ceil(L R^3 / 8)]
+  const uint8_t* coarse;       // [ceil(L Rc^3 / 8)] or null: OR of each block^3 cells, Rc = ceil(R / block)
+  int32_t block;
   const T* level_aabbs;        // [L, 6]
   int32_t levels;
   int32_t res;
@@ -64,7 +70,8 @@ struct OccupancyMarch {
 
   EF_HD T dt_at(T t) const { return ef_min(ef_max(t * cone_angle, step), T(1e10)); }
 
-  // Occupancy of the point o + t d; on an empty cell also its exit distance along the ray.
+  // Occupancy of the point o + t d; on an empty cell (or an empty coarse block) also the exit
+  // distance of that cell (block) along the ray.
   EF_HD bool occupied(const vec3<T>& o, const vec3<T>& d, T t, T& t_exit) const {
     const vec3<T> x{o.x + t * d.x, o.y + t * d.y, o.z + t * d.z};
     int32_t l = 0;
@@ -80,13 +87,33 @@ struct OccupancyMarch {
       int64_t ci = f != f ? 0 : (f < T(0) ? 0 : (f > T(res - 1) ? res - 1 : static_cast<int64_t>(f)));
       c[a] = ci;
     }
-    const int64_t idx = static_cast<int64_t>(l) * res * res * res + (c[0] * res + c[1]) * res + c[2];
-    if ((bitfield[idx >> 3] >> (idx & 7)) & 1) return true;
+    // Empty-space box: the coarse block when it is empty, else the cell itself.
+    int64_t lo_c[3], hi_c[3];
+    bool empty_block = false;
+    if (coarse) {
+      const int64_t rc = (res + block - 1) / block;
+      const int64_t cidx = static_cast<int64_t>(l) * rc * rc * rc + ((c[0] / block) * rc + c[1] / block) * rc + c[2] / block;
+      if (!((coarse[cidx >> 3] >> (cidx & 7)) & 1)) {
+        empty_block = true;
+        for (int a = 0; a < 3; ++a) {
+          lo_c[a] = (c[a] / block) * block;
+          hi_c[a] = ef_min<int64_t>(lo_c[a] + block, res);
+        }
+      }
+    }
+    if (!empty_block) {
+      const int64_t idx = static_cast<int64_t>(l) * res * res * res + (c[0] * res + c[1]) * res + c[2];
+      if ((bitfield[idx >> 3] >> (idx & 7)) & 1) return true;
+      for (int a = 0; a < 3; ++a) {
+        lo_c[a] = c[a];
+        hi_c[a] = c[a] + 1;
+      }
+    }
     T te = ef_inf<T>();
     for (int a = 0; a < 3; ++a) {
       if (ds[a] == T(0)) continue;
       const T size = (b[3 + a] - b[a]) / T(res);
-      const T edge = b[a] + size * static_cast<T>(ds[a] > T(0) ? c[a] + 1 : c[a]);
+      const T edge = b[a] + size * static_cast<T>(ds[a] > T(0) ? hi_c[a] : lo_c[a]);
       te = ef_min(te, (edge - os[a]) / ds[a]);
     }
     t_exit = te;
@@ -143,8 +170,9 @@ struct OccupancyMarch {
           }
           ++n;
         } else if (uniform) {
-          // Jump to one step before the first midpoint past the cell exit (re-tested there).
-          const T kk = ef_floor((t_exit - t0) / step - T(0.5)) ;  // ceil(...) - 1 as floor
+          // Jump to the first step whose midpoint is within 0.01 step of the empty box's exit
+          // or past it; the midpoints skipped lie strictly inside the empty box.
+          const T kk = ef_ceil((t_exit - t0) / step - T(0.5) - T(0.01));
           if (kk > static_cast<T>(k + 1)) {
             if (!(kk < T(9.0e15))) break;
             k = static_cast<int64_t>(kk);

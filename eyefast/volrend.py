@@ -128,7 +128,9 @@ def _density_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, check=True):
 
 
 @torch.library.register_fake("eyefast::render_weight_from_density_backward")
-def _density_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_a):
+def _density_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_a, t_grads=True):
+    if not t_grads:
+        return t_starts.new_empty(0), t_ends.new_empty(0), torch.empty_like(sigmas)
     return torch.empty_like(t_starts), torch.empty_like(t_ends), torch.empty_like(sigmas)
 
 
@@ -151,7 +153,9 @@ def _object_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, check=True):
 
 
 @torch.library.register_fake("eyefast::render_weight_per_object_backward")
-def _object_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_op):
+def _object_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_op, t_grads=True):
+    if not t_grads:
+        return t_starts.new_empty(0), t_ends.new_empty(0), torch.empty_like(sigmas)
     return torch.empty_like(t_starts), torch.empty_like(t_ends), torch.empty_like(sigmas)
 
 
@@ -183,7 +187,7 @@ def _density_backward(ctx, g_w, g_t, g_a):
     if not any(need[:3]):
         return None, None, None, None, None, None
     g_ts, g_te, g_s = torch.ops.eyefast.render_weight_from_density_backward(
-        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_a
+        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_a, bool(need[0] or need[1])
     )
     return (g_ts if need[0] else None, g_te if need[1] else None, g_s if need[2] else None, None, None, None)
 
@@ -222,7 +226,7 @@ def _object_backward(ctx, g_w, g_t, g_op):
     if not any(need[:3]):
         return None, None, None, None, None, None
     g_ts, g_te, g_s = torch.ops.eyefast.render_weight_per_object_backward(
-        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_op
+        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_op, bool(need[0] or need[1])
     )
     return (g_ts if need[0] else None, g_te if need[1] else None, g_s if need[2] else None, None, None, None)
 

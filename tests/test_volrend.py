@@ -142,3 +142,30 @@ def test_empty_and_bad_ray_indices():
         vr.render_weight_from_alpha(x, torch.tensor([0, 1, 3]), 3)
     with pytest.raises(RuntimeError, match="sigmas"):
         vr.render_weight_from_density(x, x, torch.ones(2), torch.tensor([0, 1, 1]), 3)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_cuda_matches_cpu_forward_and_backward():
+    ts, te, s, ri, n = _packed(300, torch.float32, seed=12)
+    so = torch.rand(s.shape[0], 3)
+    v = torch.rand(s.shape[0], 3)
+    a = torch.rand_like(s) * 0.9
+
+    def run(dev):
+        x = [t.to(dev).requires_grad_(t.is_floating_point()) for t in (ts, te, s, so, v, a)]
+        r = ri.to(dev)
+        w, tr, al = vr.render_weight_from_density(x[0], x[1], x[2], r, n)
+        w2, tr2 = vr.render_weight_from_alpha(x[5], r, n)
+        w3, tr3, op = vr.render_weight_per_object(x[0], x[1], x[3], r, n)
+        acc = vr.accumulate_along_rays(w, x[4], r, n)
+        outs = [w, tr, al, w2, tr2, w3, tr3, op, acc]
+        sum(o.square().sum() for o in outs).backward()
+        return [o.detach().cpu() for o in outs] + [t.grad.cpu() for t in x]
+
+    for c, g in zip(run("cpu"), run("cuda")):
+        assert torch.allclose(c, g, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="ray_indices"):
+        vr.render_weight_from_alpha(torch.ones(3, device="cuda"), torch.tensor([0, 2, 1], device="cuda"), 3)

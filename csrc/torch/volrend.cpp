@@ -90,7 +90,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> density_fwd(const at::Tensor& t_s
 std::tuple<at::Tensor, at::Tensor, at::Tensor> density_bwd(
     const at::Tensor& t_starts, const at::Tensor& t_ends, const at::Tensor& sigmas, const at::Tensor& ray_indices,
     int64_t n_rays, const at::Tensor& trans, const std::optional<at::Tensor>& g_w_in,
-    const std::optional<at::Tensor>& g_t_in, const std::optional<at::Tensor>& g_a_in) {
+    const std::optional<at::Tensor>& g_t_in, const std::optional<at::Tensor>& g_a_in, bool t_grads) {
   const char* op = "render_weight_from_density_backward";
   check_samples(op, t_starts, t_ends, sigmas, false);
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, t_starts, false);
@@ -99,14 +99,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> density_bwd(
   check_grad(op, "grad_weights", g_w, sigmas.sizes(), sigmas);
   check_grad(op, "grad_transmittance", g_t, sigmas.sizes(), sigmas);
   check_grad(op, "grad_alphas", g_a, sigmas.sizes(), sigmas);
-  at::Tensor gs = at::empty_like(sigmas), gts = at::empty_like(sigmas), gte = at::empty_like(sigmas);
+  at::Tensor gs = at::empty_like(sigmas);
+  at::Tensor gts = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
+  at::Tensor gte = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_density_bwd", [&] {
     launch(op, sigmas, n_rays,
            WeightFromDensityBackward<scalar_t>{
                off.data_ptr<int64_t>(), t_starts.data_ptr<scalar_t>(), t_ends.data_ptr<scalar_t>(),
                sigmas.data_ptr<scalar_t>(), trans.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(g_w),
-               ptr_or_null<scalar_t>(g_t), ptr_or_null<scalar_t>(g_a), gts.data_ptr<scalar_t>(),
-               gte.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>()});
+               ptr_or_null<scalar_t>(g_t), ptr_or_null<scalar_t>(g_a), t_grads ? gts.data_ptr<scalar_t>() : nullptr,
+               t_grads ? gte.data_ptr<scalar_t>() : nullptr, gs.data_ptr<scalar_t>()});
   });
   return {gts, gte, gs};
 }
@@ -170,7 +172,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> object_fwd(const at::Tensor& t_st
 std::tuple<at::Tensor, at::Tensor, at::Tensor> object_bwd(
     const at::Tensor& t_starts, const at::Tensor& t_ends, const at::Tensor& sigmas, const at::Tensor& ray_indices,
     int64_t n_rays, const at::Tensor& trans, const std::optional<at::Tensor>& g_w_in,
-    const std::optional<at::Tensor>& g_t_in, const std::optional<at::Tensor>& g_op_in) {
+    const std::optional<at::Tensor>& g_t_in, const std::optional<at::Tensor>& g_op_in, bool t_grads) {
   const char* op = "render_weight_per_object_backward";
   check_samples(op, t_starts, t_ends, sigmas, true);
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, t_starts, false);
@@ -180,14 +182,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> object_bwd(
   check_grad(op, "grad_weights", g_w, t_starts.sizes(), t_starts);
   check_grad(op, "grad_transmittance", g_t, t_starts.sizes(), t_starts);
   check_grad(op, "grad_opacity", g_op, {n_rays, k}, t_starts);
-  at::Tensor gs = at::empty_like(sigmas), gts = at::empty_like(t_starts), gte = at::empty_like(t_starts);
+  at::Tensor gs = at::empty_like(sigmas);
+  at::Tensor gts = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
+  at::Tensor gte = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_object_bwd", [&] {
     launch(op, sigmas, n_rays,
            WeightPerObjectBackward<scalar_t>{
                off.data_ptr<int64_t>(), t_starts.data_ptr<scalar_t>(), t_ends.data_ptr<scalar_t>(),
                sigmas.data_ptr<scalar_t>(), k, trans.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(g_w),
-               ptr_or_null<scalar_t>(g_t), ptr_or_null<scalar_t>(g_op), gts.data_ptr<scalar_t>(),
-               gte.data_ptr<scalar_t>(), gs.data_ptr<scalar_t>()});
+               ptr_or_null<scalar_t>(g_t), ptr_or_null<scalar_t>(g_op), t_grads ? gts.data_ptr<scalar_t>() : nullptr,
+               t_grads ? gte.data_ptr<scalar_t>() : nullptr, gs.data_ptr<scalar_t>()});
   });
   return {gts, gte, gs};
 }
@@ -247,7 +251,7 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "bool check=True) -> (Tensor weights, Tensor transmittance, Tensor alphas)");
   m.def(
       "render_weight_from_density_backward(Tensor t_starts, Tensor t_ends, Tensor sigmas, Tensor ray_indices, "
-      "int n_rays, Tensor transmittance, Tensor? grad_weights, Tensor? grad_transmittance, Tensor? grad_alphas) -> "
+      "int n_rays, Tensor transmittance, Tensor? grad_weights, Tensor? grad_transmittance, Tensor? grad_alphas, bool t_grads=True) -> "
       "(Tensor grad_t_starts, Tensor grad_t_ends, Tensor grad_sigmas)");
   m.def(
       "render_weight_from_alpha(Tensor alphas, Tensor ray_indices, int n_rays, bool check=True) -> "
@@ -260,7 +264,7 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "bool check=True) -> (Tensor weights, Tensor transmittance, Tensor opacity)");
   m.def(
       "render_weight_per_object_backward(Tensor t_starts, Tensor t_ends, Tensor sigmas, Tensor ray_indices, "
-      "int n_rays, Tensor transmittance, Tensor? grad_weights, Tensor? grad_transmittance, Tensor? grad_opacity) -> "
+      "int n_rays, Tensor transmittance, Tensor? grad_weights, Tensor? grad_transmittance, Tensor? grad_opacity, bool t_grads=True) -> "
       "(Tensor grad_t_starts, Tensor grad_t_ends, Tensor grad_sigmas)");
   m.def(
       "accumulate_along_rays(Tensor weights, Tensor? values, Tensor ray_indices, int n_rays, bool check=True) -> "

@@ -90,8 +90,8 @@ struct WeightFromDensityBackward {
   const T* g_w;            // [M] or null
   const T* g_t;            // [M] or null
   const T* g_a;            // [M] or null
-  T* g_t_starts;           // [M]
-  T* g_t_ends;             // [M]
+  T* g_t_starts;           // [M] or null (with g_t_ends): not wanted
+  T* g_t_ends;             // [M] or null
   T* g_sigmas;             // [M]
 
   EF_HD void operator()(int64_t r) const {
@@ -106,8 +106,10 @@ struct WeightFromDensityBackward {
       const T gsd = ((g_a ? g_a[j] : T(0)) + gw * tr) * e - suffix;
       suffix += ((g_t ? g_t[j] : T(0)) + gw * a) * tr;
       g_sigmas[j] = gsd * dt;
-      g_t_starts[j] = -gsd * sig;
-      g_t_ends[j] = gsd * sig;
+      if (g_t_starts) {
+        g_t_starts[j] = -gsd * sig;
+        g_t_ends[j] = gsd * sig;
+      }
     }
   }
 };
@@ -193,8 +195,8 @@ struct WeightPerObjectBackward {
   const T* g_w;            // [M] or null
   const T* g_t;            // [M] or null
   const T* g_op;           // [n_rays, K] or null
-  T* g_t_starts;           // [M]
-  T* g_t_ends;             // [M]
+  T* g_t_starts;           // [M] or null (with g_t_ends): not wanted
+  T* g_t_ends;             // [M] or null
   T* g_sigmas;             // [M, K]
 
   EF_HD void operator()(int64_t r) const {
@@ -219,8 +221,10 @@ struct WeightPerObjectBackward {
         gts += gsd * sig;
       }
       suffix += c * tr;
-      g_t_starts[j] = -gts;
-      g_t_ends[j] = gts;
+      if (g_t_starts) {
+        g_t_starts[j] = -gts;
+        g_t_ends[j] = gts;
+      }
     }
   }
 };

@@ -120,6 +120,8 @@ class OccupancyGrid(torch.nn.Module):
     def bitfield(self) -> torch.Tensor:
         """uint8 bitfield packed from ``binaries`` (cached until binaries change)."""
         b = self.binaries
+        if torch.compiler.is_compiling():  # traced: no Python-side cache
+            return pack_bitfield(b)
         key = (b.data_ptr(), b._version, b.device)
         if self._bitfield_key != key:
             self._bitfield = pack_bitfield(b)
@@ -130,6 +132,8 @@ class OccupancyGrid(torch.nn.Module):
     @property
     def coarse_bitfield(self) -> torch.Tensor:
         """uint8 bitfield of the block^3 empty-space mip (see :func:`coarse_binaries`)."""
+        if torch.compiler.is_compiling():
+            return pack_bitfield(coarse_binaries(self.binaries, self.block))
         self.bitfield
         return self._coarse
 

@@ -207,3 +207,18 @@ def test_cuda_matches_cpu(cone):
     d0[7] = 0
     with pytest.raises(ValueError, match=r"rays_d\[7\]"):
         gc.sampling(o.cuda(), d0)
+
+
+def test_opcheck_and_compile():
+    g = _grid(res=16, p=0.3)
+    o, d = _rays(32)
+    args = (o, d, None, None, None, g.bitfield, g.coarse_bitfield, g.block, g.aabbs, 16, 0.0, 1e10, 0.02, 0.0, True)
+    torch.library.opcheck(torch.ops.eyefast.occupancy_sampling, args)
+
+    def f(o, d):
+        ri, ts, te = g.sampling(o, d, render_step_size=0.02)
+        return ri, te - ts
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for a, b in zip(compiled(o, d), f(o, d)):
+        assert torch.equal(a, b)

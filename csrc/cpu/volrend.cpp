@@ -1,0 +1,34 @@
+// CPU launchers of volrend.h (one thread per ray or per sample, same functors as CUDA).
+#include "eyefast/volrend.h"
+
+#include "eyefast/launch.h"
+
+namespace eyefast {
+namespace cpu {
+
+void ray_offsets(const RayOffsets& f) {
+  if (f.check) check_init(f.check);
+  const int64_t rows = f.m > f.n_rays + 1 ? f.m : f.n_rays + 1;
+  for_each(rows, f);
+}
+
+template <typename F>
+void volrend_launch(int64_t n, const F& f) {
+  for_each(n, f, 256);  // per-ray work is a whole segment: smaller grain balances better
+}
+
+#define EF_INSTANTIATE(T)                                                        \
+  template void volrend_launch(int64_t, const WeightFromDensityForward<T>&);    \
+  template void volrend_launch(int64_t, const WeightFromDensityBackward<T>&);   \
+  template void volrend_launch(int64_t, const WeightFromAlphaForward<T>&);      \
+  template void volrend_launch(int64_t, const WeightFromAlphaBackward<T>&);     \
+  template void volrend_launch(int64_t, const WeightPerObjectForward<T>&);      \
+  template void volrend_launch(int64_t, const WeightPerObjectBackward<T>&);     \
+  template void volrend_launch(int64_t, const AccumulateForward<T>&);           \
+  template void volrend_launch(int64_t, const AccumulateBackward<T>&);
+EF_INSTANTIATE(float)
+EF_INSTANTIATE(double)
+#undef EF_INSTANTIATE
+
+}  // namespace cpu
+}  // namespace eyefast

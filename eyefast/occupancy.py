@@ -1,0 +1,232 @@
+"""OccupancyGrid: nerfacc 0.5 ``OccGridEstimator`` interface on eyefast kernels.
+
+The grid holds ``levels`` nested cascades of ``resolution^3`` cells; level 0 covers
+``roi_aabb`` and level l the box scaled by 2^l about its centre. ``occs`` is an exponential
+moving average of the density-derived occupancy of each cell; ``binaries`` thresholds it. The
+sampler (``torch.ops.eyefast.occupancy_sampling``, CPU and CUDA) reads a bitfield packed from
+``binaries``, clips each ray to the grid and [near, far] and [t_min, t_max], marches with
+``render_step_size`` (growing as ``t * cone_angle`` when cone_angle > 0), jumps over empty
+cells, and emits the intervals whose midpoints lie in occupied cells. It never emits an interval
+that ends past t_max (nerfacc issue 291).
+
+Differences from nerfacc: the stratified jitter is ``u * dt(t_lo)`` applied AFTER clipping (in
+nerfacc it is added to the near plane before the box clip, so rays that enter the box later get
+no jitter), and it can come from a ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from . import _ext
+from .volrend import render_transmittance_from_alpha, render_transmittance_from_density
+
+_ext.load()
+
+__all__ = ["OccupancyGrid", "occupancy_sampling"]
+
+
+@torch.library.register_fake("eyefast::occupancy_sampling")
+def _sampling_fake(rays_o, rays_d, t_min, t_max, u, bitfield, coarse, block, level_aabbs, resolution, near_plane, far_plane,
+                   render_step_size, cone_angle, check=True):
+    s = torch.library.get_ctx().new_dynamic_size()
+    return rays_o.new_empty(s, dtype=torch.long), rays_o.new_empty(s), rays_o.new_empty(s)
+
+
+def pack_bitfield(binaries: torch.Tensor) -> torch.Tensor:
+    """uint8 [ceil(numel / 8)] bitfield of a bool tensor (flattened, bit j of byte i = element 8i + j)."""
+    flat = binaries.reshape(-1).to(torch.uint8)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    shifts = torch.arange(8, device=flat.device, dtype=torch.uint8)
+    return (flat.view(-1, 8) << shifts).sum(-1, dtype=torch.uint8)
+
+
+def coarse_binaries(binaries: torch.Tensor, block: int) -> torch.Tensor:
+    """[L, Rc, Rc, Rc] bool, Rc = ceil(R / block): whether any cell of each block^3 block is occupied."""
+    r = binaries.shape[-1]
+    pad = (-r) % block
+    x = binaries.to(torch.float32)
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad, 0, pad, 0, pad))
+    return torch.nn.functional.max_pool3d(x[:, None], block)[:, 0] > 0
+
+
+def occupancy_sampling(rays_o, rays_d, bitfield, level_aabbs, resolution, *, near_plane=0.0, far_plane=1e10,
+                       render_step_size=1e-3, cone_angle=0.0, t_min=None, t_max=None, u=None, coarse=None,
+                       block=8, check=True):
+    """The raw marcher (see csrc/include/eyefast/occupancy.h for the exact contract).
+
+    Args:
+        rays_o, rays_d: [N, 3] (rays_d need not be unit length; t is in its units).
+        bitfield: uint8 from :func:`pack_bitfield` of binaries [L, R, R, R].
+        level_aabbs: [L, 6] boxes of the levels (dtype of rays_o).
+        t_min, t_max, u: optional [N] per-ray range and jitter in [0, 1).
+        coarse: optional uint8 bitfield of :func:`coarse_binaries` (block ``block``) for long
+            jumps over empty space; it changes the speed, never the result.
+
+    Returns:
+        ray_indices [S] int64 (sorted), t_starts [S], t_ends [S].
+    """
+    return torch.ops.eyefast.occupancy_sampling(
+        rays_o, rays_d, t_min, t_max, u, bitfield, coarse, int(block), level_aabbs.to(rays_o.dtype).contiguous(), int(resolution),
+        float(near_plane), float(far_plane), float(render_step_size), float(cone_angle), check,
+    )
+
+
+class OccupancyGrid(torch.nn.Module):
+    """Occupancy grid estimator (nerfacc 0.5 ``OccGridEstimator`` interface).
+
+    Args:
+        roi_aabb: [6] (min xyz, max xyz) of level 0.
+        resolution: cells per axis (int).
+        levels: number of cascades; level l covers roi_aabb scaled by 2^l about its centre.
+
+    Buffers: ``aabbs`` [L, 6], ``occs`` [L R^3] (EMA occupancy), ``binaries`` [L, R, R, R] bool,
+    ``grid_coords`` [R^3, 3], ``grid_indices`` [R^3].
+    """
+
+    def __init__(self, roi_aabb, resolution: int = 128, levels: int = 1):
+        super().__init__()
+        if not isinstance(resolution, int) or resolution < 1:
+            raise ValueError(f"OccupancyGrid: resolution must be a positive int, got {resolution!r}")
+        if levels < 1:
+            raise ValueError(f"OccupancyGrid: levels must be >= 1, got {levels}")
+        roi = torch.as_tensor(roi_aabb, dtype=torch.float32).reshape(-1)
+        if roi.numel() != 6 or not bool((roi[3:] > roi[:3]).all()):
+            raise ValueError(f"OccupancyGrid: roi_aabb must be [min xyz, max xyz] with max > min, got {roi_aabb!r}")
+        self.resolution = resolution
+        self.levels = levels
+        self.cells_per_lvl = resolution ** 3
+        centre, half = (roi[:3] + roi[3:]) / 2, (roi[3:] - roi[:3]) / 2
+        aabbs = torch.stack([torch.cat([centre - half * 2 ** i, centre + half * 2 ** i]) for i in range(levels)])
+        self.register_buffer("aabbs", aabbs)
+        self.register_buffer("occs", torch.zeros(levels * self.cells_per_lvl))
+        self.register_buffer("binaries", torch.zeros(levels, resolution, resolution, resolution, dtype=torch.bool))
+        r = torch.arange(resolution)
+        coords = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+        self.register_buffer("grid_coords", coords, persistent=False)
+        self.register_buffer("grid_indices", torch.arange(self.cells_per_lvl), persistent=False)
+        self.block = 8 if resolution >= 32 else 2
+        self._bitfield_key = None
+        self._bitfield = None
+        self._coarse = None
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def bitfield(self) -> torch.Tensor:
+        """uint8 bitfield packed from ``binaries`` (cached until binaries change)."""
+        b = self.binaries
+        if torch.compiler.is_compiling():  # traced: no Python-side cache
+            return pack_bitfield(b)
+        key = (b.data_ptr(), b._version, b.device)
+        if self._bitfield_key != key:
+            self._bitfield = pack_bitfield(b)
+            self._coarse = pack_bitfield(coarse_binaries(b, self.block))
+            self._bitfield_key = key
+        return self._bitfield
+
+    @property
+    def coarse_bitfield(self) -> torch.Tensor:
+        """uint8 bitfield of the block^3 empty-space mip (see :func:`coarse_binaries`)."""
+        if torch.compiler.is_compiling():
+            return pack_bitfield(coarse_binaries(self.binaries, self.block))
+        self.bitfield
+        return self._coarse
+
+    @torch.no_grad()
+    def sampling(self, rays_o: torch.Tensor, rays_d: torch.Tensor, sigma_fn: Optional[Callable] = None,
+                 alpha_fn: Optional[Callable] = None, near_plane: float = 0.0, far_plane: float = 1e10,
+                 t_min: Optional[torch.Tensor] = None, t_max: Optional[torch.Tensor] = None,
+                 render_step_size: float = 1e-3, early_stop_eps: float = 1e-4, alpha_thre: float = 0.0,
+                 stratified: bool = False, cone_angle: float = 0.0, generator: Optional[torch.Generator] = None):
+        """Samples along rays in occupied space.
+
+        Args:
+            rays_o, rays_d: [N, 3] origins and directions (t is in units of rays_d).
+            sigma_fn: optional (t_starts [S], t_ends [S], ray_indices [S]) -> sigmas [S] for pruning.
+            alpha_fn: optional (t_starts, t_ends, ray_indices) -> alphas [S] for pruning.
+            near_plane, far_plane: global range; t_min, t_max: optional [N] per-ray range.
+            render_step_size: marching step; cone_angle: step grows as t * cone_angle.
+            early_stop_eps: drop samples with transmittance below this (with sigma_fn/alpha_fn).
+            alpha_thre: drop samples with alpha below min(alpha_thre, occs.mean()).
+            stratified: jitter the first step by u * step, u ~ U[0, 1) drawn from ``generator``.
+
+        Returns:
+            ray_indices [S] int64 sorted, t_starts [S], t_ends [S].
+        """
+        u = None
+        if stratified:
+            u = torch.rand(rays_o.shape[0], generator=generator, dtype=rays_o.dtype,
+                           device=rays_o.device if generator is None else generator.device).to(rays_o.device)
+        ray_indices, t_starts, t_ends = occupancy_sampling(
+            rays_o, rays_d, self.bitfield, self.aabbs, self.resolution, near_plane=near_plane,
+            far_plane=far_plane, render_step_size=render_step_size, cone_angle=cone_angle,
+            t_min=t_min, t_max=t_max, u=u, coarse=self.coarse_bitfield, block=self.block,
+        )
+        n_rays = rays_o.shape[0]
+        if (alpha_thre > 0.0 or early_stop_eps > 0.0) and (sigma_fn is not None or alpha_fn is not None):
+            alpha_thre = min(alpha_thre, self.occs.mean().item())
+            if t_starts.shape[0] == 0:
+                return ray_indices, t_starts, t_ends
+            if sigma_fn is not None:
+                sigmas = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
+                trans, alphas = render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays,
+                                                                  check=False)
+            else:
+                alphas = alpha_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
+                trans = render_transmittance_from_alpha(alphas, ray_indices, n_rays, check=False)
+            keep = trans >= early_stop_eps
+            if alpha_thre > 0.0:
+                keep &= alphas >= alpha_thre
+            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
+        return ray_indices, t_starts, t_ends
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_every_n_steps(self, step: int, occ_eval_fn: Callable, occ_thre: float = 1e-2,
+                             ema_decay: float = 0.95, warmup_steps: int = 256, n: int = 16) -> None:
+        """Refreshes ``occs``/``binaries`` every ``n`` steps (module must be in training mode).
+
+        occ_eval_fn: x [P, 3] world points -> occupancy [P] or [P, 1] (e.g. density * step).
+        During the first ``warmup_steps`` all cells are evaluated, later R^3/4 random cells plus
+        as many occupied ones per level. occs = max(occs * ema_decay, new); binaries =
+        occs > min(mean(occs), occ_thre).
+        """
+        if not self.training:
+            raise RuntimeError("OccupancyGrid.update_every_n_steps: call it in training mode (module.train())")
+        if step % n == 0:
+            self._update(step, occ_eval_fn, occ_thre, ema_decay, warmup_steps)
+
+    def _sample_uniform_and_occupied_cells(self, n: int, lvl: int, generator=None) -> torch.Tensor:
+        dev = self.occs.device
+        uniform = torch.randint(self.cells_per_lvl, (n,), device=dev, generator=generator)
+        occupied = torch.nonzero(self.binaries[lvl].reshape(-1)).squeeze(-1)
+        if n < occupied.numel():
+            occupied = occupied[torch.randint(occupied.numel(), (n,), device=dev, generator=generator)]
+        return torch.cat([uniform, occupied])
+
+    @torch.no_grad()
+    def _update(self, step, occ_eval_fn, occ_thre=1e-2, ema_decay=0.95, warmup_steps=256, generator=None):
+        for lvl in range(self.levels):
+            if step < warmup_steps:
+                indices = self.grid_indices
+            else:
+                indices = self._sample_uniform_and_occupied_cells(self.cells_per_lvl // 4, lvl, generator)
+            coords = self.grid_coords[indices].to(torch.float32)
+            jitter = torch.rand(coords.shape, device=coords.device, generator=generator)
+            x = (coords + jitter) / self.resolution
+            box = self.aabbs[lvl]
+            x = box[:3] + x * (box[3:] - box[:3])
+            occ = occ_eval_fn(x).reshape(-1).to(self.occs.dtype)
+            cell_ids = lvl * self.cells_per_lvl + indices
+            self.occs[cell_ids] = torch.maximum(self.occs[cell_ids] * ema_decay, occ)
+        valid = self.occs[self.occs >= 0]
+        thre = torch.clamp(valid.mean(), max=occ_thre) if valid.numel() else torch.tensor(occ_thre)
+        self.binaries.copy_((self.occs > thre).view(self.binaries.shape))
+
+    def mark_invisible_cells(self, *args, **kwargs):  # pragma: no cover - not needed by eyefast yet
+        raise NotImplementedError("OccupancyGrid.mark_invisible_cells is not implemented")

@@ -27,6 +27,10 @@ class Case:
     bytes_moved: int
     extra: dict = field(default_factory=dict)  # e.g. {"nerfacc": fn} for GPU comparisons
     note: str = ""
+    info: dict = field(default_factory=dict)  # extra fields copied into the record
+    # The reference may run on a subset (a slow reference at full size takes minutes): its time
+    # is multiplied by this factor, and the note says so.
+    reference_scale: float = 1.0
 
 
 def sync(device: str) -> None:

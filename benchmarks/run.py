@@ -41,8 +41,8 @@ def run(device: str, quick: bool, only: set[str] | None, skip_reference: bool = 
         ms = time_fn(case.eyefast, device)
         ref_ms = None
         if case.reference is not None and not skip_reference:
-            ref_ms = time_fn(case.reference, device, min_time=0.0, max_reps=3, warmup=1)
-        ceiling = copy_gbps(case.bytes_moved, device)
+            ref_ms = time_fn(case.reference, device, min_time=0.0, max_reps=3, warmup=1) * case.reference_scale
+        ceiling = copy_gbps(case.bytes_moved, device) if case.bytes_moved else None
         rec = {
             "op": case.op,
             "device": device,
@@ -51,10 +51,11 @@ def run(device: str, quick: bool, only: set[str] | None, skip_reference: bool = 
             "eyefast_ms": ms,
             "reference_ms": ref_ms,
             "speedup": (ref_ms / ms) if ref_ms else None,
-            "gbps": case.bytes_moved / (ms * 1e-3) / 1e9,
+            "gbps": (case.bytes_moved / (ms * 1e-3) / 1e9) if case.bytes_moved else None,
             "copy_gbps": ceiling,
             "note": case.note,
         }
+        rec.update(case.info)
         for name, fn in case.extra.items():
             other = time_fn(fn, device)
             rec[f"{name}_ms"] = other
@@ -71,11 +72,10 @@ def print_row(r):
     ref = f"{r['reference_ms']:.2f}" if r["reference_ms"] else "-"
     sp = f"{r['speedup']:.1f}x" if r["speedup"] else "-"
     extra = "".join(f"  {k}={v:.3f}" for k, v in r.items() if k.endswith("_ms") and k not in ("eyefast_ms", "reference_ms"))
-    print(
-        f"{r['op']:<28}{r['n']:>10}{r['eyefast_ms']:>12.3f}{ref:>11}{sp:>10}{r['gbps']:>9.1f}{r['copy_gbps']:>11.1f}"
-        f"{r['gbps'] / r['copy_gbps']:>8.0%}{extra}",
-        flush=True,
-    )
+    bw = (f"{r['gbps']:>9.1f}{r['copy_gbps']:>11.1f}{r['gbps'] / r['copy_gbps']:>8.0%}" if r["gbps"]
+          else f"{'-':>9}{'-':>11}{'-':>8}")  # data-dependent output (sampling): no byte count
+    flags = "".join(f"  {k}={r[k]}" for k in ("identical_samples",) if k in r)
+    print(f"{r['op']:<28}{r['n']:>10}{r['eyefast_ms']:>12.3f}{ref:>11}{sp:>10}{bw}{extra}{flags}", flush=True)
 
 
 def plot(records, path):
@@ -92,7 +92,7 @@ def plot(records, path):
     axes[0].barh(ops_, [r["speedup"] or 0 for r in records], color="tab:blue")
     axes[0].set_xlabel("speed-up vs reference (x)")
     axes[0].set_xscale("log")
-    axes[1].barh(ops_, [r["gbps"] / r["copy_gbps"] for r in records], color="tab:green")
+    axes[1].barh(ops_, [(r["gbps"] / r["copy_gbps"]) if r["gbps"] else 0 for r in records], color="tab:green")
     axes[1].axvline(1.0, color="k", lw=0.5)
     axes[1].set_xlabel("fraction of copy bandwidth")
     axes[1].set_yticklabels([])

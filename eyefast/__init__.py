@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 def __getattr__(name):  # lazy submodules, so `import eyefast` stays light
     import importlib
 
-    if name in {"ops", "reference", "config", "data", "synth", "nn", "metrics"}:
+    if name in {"ops", "reference", "config", "data", "synth", "nn", "metrics", "volrend", "occupancy"}:
         return importlib.import_module(f"eyefast.{name}")
+    if name == "OccupancyGrid":
+        return importlib.import_module("eyefast.occupancy").OccupancyGrid
     raise AttributeError(f"module 'eyefast' has no attribute {name!r}")

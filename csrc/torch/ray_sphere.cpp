@@ -29,9 +29,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(const at::Ten
   const int64_t n = origins.size(0);
   const int32_t s = static_cast<int32_t>(centers.size(0));
   auto opts = origins.options();
-  at::Tensor t_near = poisoned(at::empty({n}, opts)), t_far = poisoned(at::empty({n}, opts));
-  at::Tensor index = poisoned(at::empty({n}, opts.dtype(at::kLong)));
-  at::Tensor normal = poisoned(at::empty({n, 3}, opts));
+  at::Tensor t_near = prepare_output(at::empty({n}, opts)), t_far = prepare_output(at::empty({n}, opts));
+  at::Tensor index = prepare_output(at::empty({n}, opts.dtype(at::kLong)));
+  at::Tensor normal = prepare_output(at::empty({n, 3}, opts));
   CheckBuffer rec(origins.device());
   CheckRecord* rec_ptr = check ? rec.get() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "eyefast_ray_sphere_fwd", [&] {
@@ -79,8 +79,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   if (g_tn.defined()) check_arg("ray_sphere_intersect_backward", "grad_t_near", g_tn, {n}, "[N]", &origins);
   if (g_tf.defined()) check_arg("ray_sphere_intersect_backward", "grad_t_far", g_tf, {n}, "[N]", &origins);
   if (g_n.defined()) check_arg("ray_sphere_intersect_backward", "grad_normal", g_n, {n, 3}, "[N, 3]", &origins);
-  at::Tensor g_o = poisoned(at::empty_like(origins)), g_d = poisoned(at::empty_like(dirs));
-  at::Tensor g_sph = poisoned(at::empty({s, 4}, origins.options()));
+  at::Tensor g_o = prepare_output(at::empty_like(origins)), g_d = prepare_output(at::empty_like(dirs));
+  at::Tensor g_sph = prepare_output(at::empty({s, 4}, origins.options()));
   AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "eyefast_ray_sphere_bwd", [&] {
     const auto* o = origins.data_ptr<scalar_t>();
     const auto* d = dirs.data_ptr<scalar_t>();

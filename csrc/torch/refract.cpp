@@ -31,9 +31,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& dirs, c
                                                        const at::Tensor& eta, bool check) {
   const int64_t stride = check_inputs(dirs, normals, eta);
   const int64_t n = dirs.size(0);
-  at::Tensor out = poisoned(at::empty({n, 3}, dirs.options()));
-  at::Tensor refl = poisoned(at::empty({n}, dirs.options()));
-  at::Tensor tir = poisoned(at::empty({n}, dirs.options().dtype(at::kBool)));
+  at::Tensor out = prepare_output(at::empty({n, 3}, dirs.options()));
+  at::Tensor refl = prepare_output(at::empty({n}, dirs.options()));
+  at::Tensor tir = prepare_output(at::empty({n}, dirs.options().dtype(at::kBool)));
   CheckBuffer rec(dirs.device());
   CheckRecord* rec_ptr = check ? rec.get() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "eyefast_refract_fwd", [&] {
@@ -72,8 +72,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& dirs, 
   at::Tensor g_out = grad_or_undefined(grad_out_in), g_refl = grad_or_undefined(grad_refl_in);
   if (g_out.defined()) check_arg("refract_backward", "grad_out", g_out, {n, 3}, "[N, 3]", &dirs);
   if (g_refl.defined()) check_arg("refract_backward", "grad_reflectance", g_refl, {n}, "[N]", &dirs);
-  at::Tensor g_d = poisoned(at::empty_like(dirs)), g_n = poisoned(at::empty_like(normals));
-  at::Tensor g_eta_rows = poisoned(at::empty({n}, dirs.options()));
+  at::Tensor g_d = prepare_output(at::empty_like(dirs)), g_n = prepare_output(at::empty_like(normals));
+  at::Tensor g_eta_rows = prepare_output(at::empty({n}, dirs.options()));
   AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "eyefast_refract_bwd", [&] {
     const auto* d = dirs.data_ptr<scalar_t>();
     const auto* nm = normals.data_ptr<scalar_t>();

@@ -42,14 +42,11 @@ EF_HD RefractGeometry<T> refract_geometry(const vec3<T>& d, const vec3<T>& n, T 
   g.inv_n = T(1) / ef_sqrt(dot(n, n));
   g.u = g.inv_d * d;
   g.m = g.inv_n * n;
-  g.ci = -dot(g.u, g.m);
-  g.sign = T(1);
-  if (g.ci < T(0)) {
-    g.m = -g.m;
-    g.ci = -g.ci;
-    g.sign = T(-1);
-  }
-  if (g.ci > T(1)) g.ci = T(1);  // rounding
+  // Branch-free (selects, not jumps): the facing side is random per ray in real scenes.
+  const T c = -dot(g.u, g.m);
+  g.sign = c < T(0) ? T(-1) : T(1);
+  g.m = g.sign * g.m;
+  g.ci = ef_min(g.sign * c, T(1));  // min: rounding
   g.sin2t = eta * eta * (T(1) - g.ci * g.ci);
   return g;
 }
@@ -77,19 +74,17 @@ struct RefractForward {
       if ((eta_stride != 0 || i == 0) && (!(e > T(0)) || !ef_isfinite(e))) report_bad_row(check, kRF_EtaInvalid, i);
     }
     const RefractGeometry<T> g = refract_geometry(d, n, e);
-    if (g.sin2t > T(1)) {
-      store3(out + 3 * i, g.u + (T(2) * g.ci) * g.m);
-      reflectance[i] = T(1);
-      tir[i] = 1;
-      return;
-    }
-    const T ct = ef_sqrt(T(1) - g.sin2t);
-    store3(out + 3 * i, e * g.u + (e * g.ci - ct) * g.m);
+    // Both branches are computed and selected, so random TIR/no-TIR rays cost no mispredictions.
+    const bool is_tir = g.sin2t > T(1);
+    const T ct = ef_sqrt(ef_max(T(1) - g.sin2t, T(0)));
+    const T k = is_tir ? T(2) * g.ci : e * g.ci - ct;  // out = s u + k m
+    const T su = is_tir ? T(1) : e;
+    store3(out + 3 * i, su * g.u + k * g.m);
     const T rs_den = e * g.ci + ct, rp_den = g.ci + e * ct;
     const T rs = rs_den > T(0) ? (e * g.ci - ct) / rs_den : T(1);
     const T rp = rp_den > T(0) ? (g.ci - e * ct) / rp_den : T(1);
-    reflectance[i] = T(0.5) * (rs * rs + rp * rp);
-    tir[i] = 0;
+    reflectance[i] = is_tir ? T(1) : T(0.5) * (rs * rs + rp * rp);
+    tir[i] = is_tir ? 1 : 0;
   }
 };
 

@@ -155,7 +155,7 @@ def test_cuda_matches_cpu_forward_and_backward():
     a = torch.rand_like(s) * 0.9
 
     def run(dev):
-        x = [t.to(dev).requires_grad_(t.is_floating_point()) for t in (ts, te, s, so, v, a)]
+        x = [t.detach().to(dev).requires_grad_(t.is_floating_point()) for t in (ts, te, s, so, v, a)]
         r = ri.to(dev)
         w, tr, al = vr.render_weight_from_density(x[0], x[1], x[2], r, n)
         w2, tr2 = vr.render_weight_from_alpha(x[5], r, n)

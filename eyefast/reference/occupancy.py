@@ -30,27 +30,27 @@ def sampling(rays_o, rays_d, binaries, level_aabbs, near_plane=0.0, far_plane=1e
     dtype, dev = rays_o.dtype, rays_o.device
     n = rays_o.shape[0]
     big = level_aabbs[-1]
-    step = torch.tensor(render_step_size, dtype=dtype)
+    step = torch.tensor(render_step_size, dtype=dtype, device=dev)
     zero = rays_d == 0
     safe_d = torch.where(zero, torch.ones_like(rays_d), rays_d)
     t1 = (big[:3] - rays_o) / safe_d
     t2 = (big[3:] - rays_o) / safe_d
-    inf = torch.tensor(float("inf"), dtype=dtype)
+    inf = torch.tensor(float("inf"), dtype=dtype, device=dev)
     tn = torch.where(zero, -inf, torch.minimum(t1, t2)).amax(-1)
     tf = torch.where(zero, inf, torch.maximum(t1, t2)).amin(-1)
     outside = (zero & ((rays_o < big[:3]) | (rays_o > big[3:]))).any(-1)
-    t_lo = torch.maximum(torch.tensor(near_plane, dtype=dtype), tn)
-    t_hi = torch.minimum(torch.tensor(far_plane, dtype=dtype), tf)
+    t_lo = torch.maximum(torch.tensor(near_plane, dtype=dtype, device=dev), tn)
+    t_hi = torch.minimum(torch.tensor(far_plane, dtype=dtype, device=dev), tf)
     if t_min is not None:
         t_lo = torch.maximum(t_lo, t_min)
     if t_max is not None:
         t_hi = torch.minimum(t_hi, t_max)
     active = ~outside & (t_lo < t_hi) & ~(rays_d == 0).all(-1)
 
-    cone = torch.tensor(cone_angle, dtype=dtype)
+    cone = torch.tensor(cone_angle, dtype=dtype, device=dev)
 
     def dt_at(t):
-        return torch.clamp(torch.clamp(t * cone, min=step), max=torch.tensor(1e10, dtype=dtype))
+        return torch.clamp(torch.clamp(t * cone, min=step), max=torch.tensor(1e10, dtype=dtype, device=dev))
 
     t0 = t_lo + (u if u is not None else torch.zeros_like(t_lo)) * dt_at(t_lo)
     tk = t0.clone()
@@ -58,7 +58,7 @@ def sampling(rays_o, rays_d, binaries, level_aabbs, near_plane=0.0, far_plane=1e
     k = 0
     while bool(active.any()):
         if cone_angle == 0.0:
-            tk1 = t0 + torch.tensor(float(k + 1), dtype=dtype) * step
+            tk1 = t0 + torch.tensor(float(k + 1), dtype=dtype, device=dev) * step
         else:
             tk1 = tk + dt_at(tk)
         active = active & (tk1 <= t_hi)

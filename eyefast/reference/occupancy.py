@@ -70,7 +70,7 @@ def sampling(rays_o, rays_d, binaries, level_aabbs, near_plane=0.0, far_plane=1e
             rows.append(idx[occ])
             starts.append(tk[idx][occ])
             ends.append(tk1[idx][occ])
-            steps.append(torch.full((int(occ.sum()),), k, dtype=torch.long))
+            steps.append(torch.full((int(occ.sum()),), k, dtype=torch.long, device=dev))
         tk = tk1
         k += 1
     if not rows:

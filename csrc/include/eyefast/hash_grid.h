@@ -1,0 +1,288 @@
+// eyefast/hash_grid.h: multi-resolution hash-grid encoding (instant-ngp), forward, backward and
+// double backward, for 3-D inputs.
+//
+// Contract (per point i, x = clamp(x_i, 0, 1); NaN counts as 0):
+//   Level l has a scale s_l (given by the caller; eyefast.nn.HashGrid passes
+//   s_l = base_resolution * per_level_scale^l - 1 as tiny-cuda-nn does) and R_l = ceil(s_l) + 2
+//   vertices per axis. pos = x * s_l + 0.5 (tcnn's half-cell offset), cell = floor(pos),
+//   t = pos - cell. The 8 corners c = cell + {0,1}^3 are looked up in level l's table of
+//   T = 2^k rows (F features each):
+//     dense   (R_l^3 <= T):  row = c.x + R_l * (c.y + R_l * c.z)
+//     hashed  (otherwise):   row = (c.x * 1 ^ c.y * 2654435761 ^ c.z * 805459861) mod 2^32 & (T - 1)
+//   and blended with the trilinear weights prod_k w(t_k) or (1 - w(t_k)), where
+//   w(t) = t ("linear") or t^2 (3 - 2t) ("smoothstep").
+//   Levels l >= n_active output 0 (progressive training) and receive no gradient.
+//   Output row i: [L * F], level-major (level l's features at l*F .. l*F+F-1).
+// Gradients: d/dx_k is 0 for a coordinate outside [0, 1] (it was clamped).
+// Table: one tensor [L, T, F]; dense levels use only their first R_l^3 rows.
+#pragma once
+
+#include "eyefast/atomic.h"
+#include "eyefast/common.h"
+
+namespace eyefast {
+
+constexpr int kHashGridMaxLevels = 32;
+constexpr int kHashGridMaxFeatures = 8;
+
+EF_HD float ef_floor(float x) { return floorf(x); }
+EF_HD double ef_floor(double x) { return floor(x); }
+
+struct HashGridLayout {
+  int32_t n_levels;
+  int32_t n_features;      // 1..8
+  int32_t n_active;        // levels >= n_active are zero
+  uint32_t table_size;     // rows per level, a power of two
+  bool smoothstep;
+  double scale[kHashGridMaxLevels];
+  uint32_t res[kHashGridMaxLevels];  // R_l
+  bool dense[kHashGridMaxLevels];
+};
+
+// Fills res/dense from scale/table_size (host side, shared by both launchers).
+inline void hash_grid_finish_layout(HashGridLayout& L) {
+  for (int l = 0; l < L.n_levels; ++l) {
+    const double r = std::ceil(L.scale[l]) + 2.0;
+    L.res[l] = r > 4294967295.0 ? 4294967295u : static_cast<uint32_t>(r);
+    L.dense[l] = r * r * r <= static_cast<double>(L.table_size);
+  }
+}
+
+// One level's cell around a point: lower corner and per-axis weights of the upper corner
+// with their first and second derivatives w.r.t. x (0 on clamped axes).
+template <typename T>
+struct HashGridCell {
+  uint32_t base[3];
+  T w1[3], dw1[3], ddw1[3];
+};
+
+template <typename T>
+EF_HD void hash_grid_load_point(const T* p, T xs[3], bool inside[3]) {
+  for (int k = 0; k < 3; ++k) {
+    T v = p[k];
+    inside[k] = v >= T(0) && v <= T(1);
+    xs[k] = v >= T(0) ? (v <= T(1) ? v : T(1)) : T(0);  // NaN -> 0
+  }
+}
+
+template <typename T>
+EF_HD void hash_grid_cell(const HashGridLayout& L, int l, const T xs[3], const bool inside[3], HashGridCell<T>& c) {
+  const T s = static_cast<T>(L.scale[l]);
+  for (int k = 0; k < 3; ++k) {
+    const T pos = xs[k] * s + T(0.5);
+    const T fl = ef_floor(pos);
+    const T t = pos - fl;
+    c.base[k] = static_cast<uint32_t>(fl);
+    T w, d, dd;
+    if (L.smoothstep) {
+      w = t * t * (T(3) - T(2) * t);
+      d = T(6) * t * (T(1) - t);
+      dd = T(6) - T(12) * t;
+    } else {
+      w = t;
+      d = T(1);
+      dd = T(0);
+    }
+    c.w1[k] = w;
+    c.dw1[k] = inside[k] ? d * s : T(0);
+    c.ddw1[k] = inside[k] ? dd * s * s : T(0);
+  }
+}
+
+EF_HD uint32_t hash_grid_row(const HashGridLayout& L, int l, const uint32_t base[3], int corner) {
+  const uint32_t cx = base[0] + (corner & 1), cy = base[1] + ((corner >> 1) & 1), cz = base[2] + ((corner >> 2) & 1);
+  if (L.dense[l]) {
+    const uint32_t r = L.res[l];
+    return cx + r * (cy + r * cz);
+  }
+  return (cx ^ (cy * 2654435761u) ^ (cz * 805459861u)) & (L.table_size - 1u);
+}
+
+// Per-axis factor of a corner: value, first and second derivative.
+template <typename T>
+EF_HD void hash_grid_corner_axes(const HashGridCell<T>& c, int corner, T a[3], T da[3], T dda[3]) {
+  for (int k = 0; k < 3; ++k) {
+    const bool up = (corner >> k) & 1;
+    a[k] = up ? c.w1[k] : T(1) - c.w1[k];
+    da[k] = up ? c.dw1[k] : -c.dw1[k];
+    dda[k] = up ? c.ddw1[k] : -c.ddw1[k];
+  }
+}
+
+template <typename T>
+struct HashGridForward {
+  const T* x;      // [N, 3]
+  const T* table;  // [L, T, F]
+  HashGridLayout L;
+  T* out;          // [N, L*F]
+
+  EF_HD void operator()(int64_t i) const {
+    T xs[3];
+    bool in[3];
+    hash_grid_load_point(x + 3 * i, xs, in);
+    const int F = L.n_features;
+    T* o = out + i * static_cast<int64_t>(L.n_levels) * F;
+    for (int l = 0; l < L.n_levels; ++l) {
+      T acc[kHashGridMaxFeatures];
+      for (int f = 0; f < F; ++f) acc[f] = T(0);
+      if (l < L.n_active) {
+        HashGridCell<T> c;
+        hash_grid_cell(L, l, xs, in, c);
+        const T* tl = table + static_cast<int64_t>(l) * L.table_size * F;
+        for (int corner = 0; corner < 8; ++corner) {
+          T a[3], da[3], dda[3];
+          hash_grid_corner_axes(c, corner, a, da, dda);
+          const T w = a[0] * a[1] * a[2];
+          const T* row = tl + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+          for (int f = 0; f < F; ++f) acc[f] += w * row[f];
+        }
+      }
+      for (int f = 0; f < F; ++f) o[l * F + f] = acc[f];
+    }
+  }
+};
+
+// Backward: grad_table[l, row, f] += w * g[l, f] (atomics), grad_x[i] = sum dw/dx <row, g>.
+template <typename T>
+struct HashGridBackward {
+  const T* x;
+  const T* table;
+  HashGridLayout L;
+  const T* grad_out;  // [N, L*F]
+  T* grad_x;          // [N, 3] or null
+  T* grad_table;      // [L, T, F] (zeroed by the caller) or null
+
+  EF_HD void operator()(int64_t i) const {
+    T xs[3];
+    bool in[3];
+    hash_grid_load_point(x + 3 * i, xs, in);
+    const int F = L.n_features;
+    const T* g = grad_out + i * static_cast<int64_t>(L.n_levels) * F;
+    T gx[3] = {T(0), T(0), T(0)};
+    for (int l = 0; l < L.n_active; ++l) {
+      HashGridCell<T> c;
+      hash_grid_cell(L, l, xs, in, c);
+      const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
+      const T* gl = g + l * F;
+      for (int corner = 0; corner < 8; ++corner) {
+        T a[3], da[3], dda[3];
+        hash_grid_corner_axes(c, corner, a, da, dda);
+        const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+        if (grad_table) {
+          const T w = a[0] * a[1] * a[2];
+          for (int f = 0; f < F; ++f) {
+            const T v = w * gl[f];
+            if (v != T(0)) atomic_add(grad_table + r + f, v);
+          }
+        }
+        if (grad_x) {
+          T dot = T(0);
+          for (int f = 0; f < F; ++f) dot += table[r + f] * gl[f];
+          gx[0] += da[0] * a[1] * a[2] * dot;
+          gx[1] += a[0] * da[1] * a[2] * dot;
+          gx[2] += a[0] * a[1] * da[2] * dot;
+        }
+      }
+    }
+    if (grad_x) {
+      grad_x[3 * i + 0] = gx[0];
+      grad_x[3 * i + 1] = gx[1];
+      grad_x[3 * i + 2] = gx[2];
+    }
+  }
+};
+
+// Backward of the x-gradient (grad_x = sum_l,c dw_c/dx <table[c], g_l>) given gg = dLoss/dgrad_x:
+//   g_grad_out[l, f] = sum_c (gg . dw_c/dx) table[c, f]
+//   g_table[c, f]   += (gg . dw_c/dx) g_l[f]                         (atomics)
+//   g_x             = sum_c (H_c gg) <table[c], g_l>,  H_c = d2 w_c / dx2
+template <typename T>
+struct HashGridDoubleBackward {
+  const T* x;
+  const T* table;
+  HashGridLayout L;
+  const T* grad_out;  // [N, L*F]
+  const T* gg_x;      // [N, 3]
+  T* g_grad_out;      // [N, L*F]
+  T* g_x;             // [N, 3] or null
+  T* g_table;         // [L, T, F] (zeroed by the caller) or null
+
+  EF_HD void operator()(int64_t i) const {
+    T xs[3];
+    bool in[3];
+    hash_grid_load_point(x + 3 * i, xs, in);
+    const int F = L.n_features;
+    const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F;
+    const T* g = grad_out + rowoff;
+    T* ggo = g_grad_out + rowoff;
+    const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
+    T gx[3] = {T(0), T(0), T(0)};
+    for (int l = 0; l < L.n_levels; ++l) {
+      T acc[kHashGridMaxFeatures];
+      for (int f = 0; f < F; ++f) acc[f] = T(0);
+      if (l < L.n_active) {
+        HashGridCell<T> c;
+        hash_grid_cell(L, l, xs, in, c);
+        const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
+        const T* gl = g + l * F;
+        for (int corner = 0; corner < 8; ++corner) {
+          T a[3], da[3], dda[3];
+          hash_grid_corner_axes(c, corner, a, da, dda);
+          const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+          const T dw0 = da[0] * a[1] * a[2], dw1 = a[0] * da[1] * a[2], dw2 = a[0] * a[1] * da[2];
+          const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
+          T dot = T(0);
+          for (int f = 0; f < F; ++f) {
+            acc[f] += v * table[r + f];
+            dot += table[r + f] * gl[f];
+            if (g_table) {
+              const T u = v * gl[f];
+              if (u != T(0)) atomic_add(g_table + r + f, u);
+            }
+          }
+          if (g_x) {
+            const T h00 = dda[0] * a[1] * a[2], h11 = a[0] * dda[1] * a[2], h22 = a[0] * a[1] * dda[2];
+            const T h01 = da[0] * da[1] * a[2], h02 = da[0] * a[1] * da[2], h12 = a[0] * da[1] * da[2];
+            gx[0] += dot * (gg[0] * h00 + gg[1] * h01 + gg[2] * h02);
+            gx[1] += dot * (gg[0] * h01 + gg[1] * h11 + gg[2] * h12);
+            gx[2] += dot * (gg[0] * h02 + gg[1] * h12 + gg[2] * h22);
+          }
+        }
+      }
+      for (int f = 0; f < F; ++f) ggo[l * F + f] = acc[f];
+    }
+    if (g_x) {
+      g_x[3 * i + 0] = gx[0];
+      g_x[3 * i + 1] = gx[1];
+      g_x[3 * i + 2] = gx[2];
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Launchers (csrc/cpu/hash_grid.cpp, csrc/cuda/hash_grid.cu), T = float or double. The layout's
+// res/dense must be filled (hash_grid_finish_layout). Gradient tables are zeroed by the caller.
+// ---------------------------------------------------------------------------------------
+namespace cpu {
+template <typename T>
+void hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out);
+template <typename T>
+void hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
+                        T* grad_table);
+template <typename T>
+void hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
+                               const T* gg_x, T* g_grad_out, T* g_x, T* g_table);
+}  // namespace cpu
+
+namespace cuda {
+template <typename T>
+int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out, void* stream);
+template <typename T>
+int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
+                       T* grad_table, void* stream);
+template <typename T>
+int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
+                              const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream);
+}  // namespace cuda
+
+}  // namespace eyefast

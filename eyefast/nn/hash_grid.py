@@ -94,6 +94,7 @@ def _backward_backward(ctx, gg_x, gg_table):
         g_x = b if need[1] else None
         g_t = c if need[2] else None
     if had_table and gg_table is not None and (need[0] or need[1]):
+        gg_table = gg_table.contiguous()  # autograd may hand over an expanded (stride-0) tensor
         # grad_table = sum_i w(x_i) grad_out_i is linear in grad_out: its adjoint is the encoding itself.
         if need[0]:
             e = torch.ops.eyefast.hash_grid_encode(x, gg_table, *ctx.args)

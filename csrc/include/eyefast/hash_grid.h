@@ -98,6 +98,37 @@ EF_HD uint32_t hash_grid_row(const HashGridLayout& L, int l, const uint32_t base
   return (cx ^ (cy * 2654435761u) ^ (cz * 805459861u)) & (L.table_size - 1u);
 }
 
+// Host only: prefetches the 8 table rows point i touches at level l (and the same rows of a
+// gradient table when non-null). The CPU launcher calls it a few points ahead to hide the
+// latency of the random gathers, which dominate once a level's table outgrows the caches.
+template <typename T>
+EF_HD void hash_grid_prefetch(const HashGridLayout& L, const T* x, int64_t i, int l, const T* table, const T* grad) {
+#if !defined(__CUDA_ARCH__)
+  T xs[3];
+  bool in[3];
+  hash_grid_load_point(x + 3 * i, xs, in);
+  const T s = static_cast<T>(L.scale[l]);
+  uint32_t base[3];
+  for (int k = 0; k < 3; ++k) base[k] = static_cast<uint32_t>(ef_floor(xs[k] * s + T(0.5)));
+  const int64_t off = static_cast<int64_t>(l) * L.table_size * L.n_features;
+  for (int corner = 0; corner < 8; ++corner) {
+    const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, base, corner)) * L.n_features;
+    if (table) __builtin_prefetch(table + r, 0, 1);
+    if (grad) __builtin_prefetch(grad + r, 1, 1);
+  }
+#endif
+}
+
+// Gradient-table scatter: atomic, or a plain add into a thread-private table (CPU launcher).
+template <typename T>
+EF_HD void hash_grid_scatter(T* p, T v, bool atomic) {
+  if (atomic) {
+    if (v != T(0)) atomic_add(p, v);
+  } else {
+    *p += v;
+  }
+}
+
 // Per-axis factor of a corner: value, first and second derivative.
 template <typename T>
 EF_HD void hash_grid_corner_axes(const HashGridCell<T>& c, int corner, T a[3], T da[3], T dda[3]) {
@@ -116,29 +147,35 @@ struct HashGridForward {
   HashGridLayout L;
   T* out;          // [N, L*F]
 
-  EF_HD void operator()(int64_t i) const {
-    T xs[3];
-    bool in[3];
-    hash_grid_load_point(x + 3 * i, xs, in);
+  // One point at one level (the CPU launcher tiles points x levels so a level's table stays hot).
+  EF_HD void begin(int64_t) const {}
+  EF_HD void prefetch(int64_t i, int l) const {
+    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, static_cast<const T*>(nullptr));
+  }
+  EF_HD void at(int64_t i, int l) const {
     const int F = L.n_features;
-    T* o = out + i * static_cast<int64_t>(L.n_levels) * F;
-    for (int l = 0; l < L.n_levels; ++l) {
-      T acc[kHashGridMaxFeatures];
-      for (int f = 0; f < F; ++f) acc[f] = T(0);
-      if (l < L.n_active) {
-        HashGridCell<T> c;
-        hash_grid_cell(L, l, xs, in, c);
-        const T* tl = table + static_cast<int64_t>(l) * L.table_size * F;
-        for (int corner = 0; corner < 8; ++corner) {
-          T a[3], da[3], dda[3];
-          hash_grid_corner_axes(c, corner, a, da, dda);
-          const T w = a[0] * a[1] * a[2];
-          const T* row = tl + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
-          for (int f = 0; f < F; ++f) acc[f] += w * row[f];
-        }
+    T acc[kHashGridMaxFeatures];
+    for (int f = 0; f < F; ++f) acc[f] = T(0);
+    if (l < L.n_active) {
+      T xs[3];
+      bool in[3];
+      hash_grid_load_point(x + 3 * i, xs, in);
+      HashGridCell<T> c;
+      hash_grid_cell(L, l, xs, in, c);
+      const T* tl = table + static_cast<int64_t>(l) * L.table_size * F;
+      for (int corner = 0; corner < 8; ++corner) {
+        T a[3], da[3], dda[3];
+        hash_grid_corner_axes(c, corner, a, da, dda);
+        const T w = a[0] * a[1] * a[2];
+        const T* row = tl + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+        for (int f = 0; f < F; ++f) acc[f] += w * row[f];
       }
-      for (int f = 0; f < F; ++f) o[l * F + f] = acc[f];
     }
+    T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    for (int f = 0; f < F; ++f) o[f] = acc[f];
+  }
+  EF_HD void operator()(int64_t i) const {
+    for (int l = 0; l < L.n_levels; ++l) at(i, l);
   }
 };
 
@@ -151,44 +188,52 @@ struct HashGridBackward {
   const T* grad_out;  // [N, L*F]
   T* grad_x;          // [N, 3] or null
   T* grad_table;      // [L, T, F] (zeroed by the caller) or null
+  bool atomic = true;  // false: grad_table is private to the calling thread
 
-  EF_HD void operator()(int64_t i) const {
+  EF_HD void begin(int64_t i) const {
+    if (grad_x) grad_x[3 * i] = grad_x[3 * i + 1] = grad_x[3 * i + 2] = T(0);
+  }
+  EF_HD void prefetch(int64_t i, int l) const {
+    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, grad_x ? table : static_cast<const T*>(nullptr), grad_table);
+  }
+  EF_HD void at(int64_t i, int l) const {
+    if (l >= L.n_active) return;
     T xs[3];
     bool in[3];
     hash_grid_load_point(x + 3 * i, xs, in);
     const int F = L.n_features;
-    const T* g = grad_out + i * static_cast<int64_t>(L.n_levels) * F;
+    const T* gl = grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    HashGridCell<T> c;
+    hash_grid_cell(L, l, xs, in, c);
+    const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
     T gx[3] = {T(0), T(0), T(0)};
-    for (int l = 0; l < L.n_active; ++l) {
-      HashGridCell<T> c;
-      hash_grid_cell(L, l, xs, in, c);
-      const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
-      const T* gl = g + l * F;
-      for (int corner = 0; corner < 8; ++corner) {
-        T a[3], da[3], dda[3];
-        hash_grid_corner_axes(c, corner, a, da, dda);
-        const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
-        if (grad_table) {
-          const T w = a[0] * a[1] * a[2];
-          for (int f = 0; f < F; ++f) {
-            const T v = w * gl[f];
-            if (v != T(0)) atomic_add(grad_table + r + f, v);
-          }
+    for (int corner = 0; corner < 8; ++corner) {
+      T a[3], da[3], dda[3];
+      hash_grid_corner_axes(c, corner, a, da, dda);
+      const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+      if (grad_table) {
+        const T w = a[0] * a[1] * a[2];
+        for (int f = 0; f < F; ++f) {
+          hash_grid_scatter(grad_table + r + f, w * gl[f], atomic);
         }
-        if (grad_x) {
-          T dot = T(0);
-          for (int f = 0; f < F; ++f) dot += table[r + f] * gl[f];
-          gx[0] += da[0] * a[1] * a[2] * dot;
-          gx[1] += a[0] * da[1] * a[2] * dot;
-          gx[2] += a[0] * a[1] * da[2] * dot;
-        }
+      }
+      if (grad_x) {
+        T dot = T(0);
+        for (int f = 0; f < F; ++f) dot += table[r + f] * gl[f];
+        gx[0] += da[0] * a[1] * a[2] * dot;
+        gx[1] += a[0] * da[1] * a[2] * dot;
+        gx[2] += a[0] * a[1] * da[2] * dot;
       }
     }
     if (grad_x) {
-      grad_x[3 * i + 0] = gx[0];
-      grad_x[3 * i + 1] = gx[1];
-      grad_x[3 * i + 2] = gx[2];
+      grad_x[3 * i + 0] += gx[0];
+      grad_x[3 * i + 1] += gx[1];
+      grad_x[3 * i + 2] += gx[2];
     }
+  }
+  EF_HD void operator()(int64_t i) const {
+    begin(i);
+    for (int l = 0; l < L.n_active; ++l) at(i, l);
   }
 };
 
@@ -206,55 +251,83 @@ struct HashGridDoubleBackward {
   T* g_grad_out;      // [N, L*F]
   T* g_x;             // [N, 3] or null
   T* g_table;         // [L, T, F] (zeroed by the caller) or null
+  bool atomic = true;  // false: g_table is private to the calling thread
 
-  EF_HD void operator()(int64_t i) const {
-    T xs[3];
-    bool in[3];
-    hash_grid_load_point(x + 3 * i, xs, in);
+  EF_HD void begin(int64_t i) const {
+    if (g_x) g_x[3 * i] = g_x[3 * i + 1] = g_x[3 * i + 2] = T(0);
+  }
+  EF_HD void prefetch(int64_t i, int l) const {
+    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, g_table);
+  }
+  EF_HD void at(int64_t i, int l) const {
     const int F = L.n_features;
-    const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F;
-    const T* g = grad_out + rowoff;
-    T* ggo = g_grad_out + rowoff;
-    const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
-    T gx[3] = {T(0), T(0), T(0)};
-    for (int l = 0; l < L.n_levels; ++l) {
-      T acc[kHashGridMaxFeatures];
-      for (int f = 0; f < F; ++f) acc[f] = T(0);
-      if (l < L.n_active) {
-        HashGridCell<T> c;
-        hash_grid_cell(L, l, xs, in, c);
-        const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
-        const T* gl = g + l * F;
-        for (int corner = 0; corner < 8; ++corner) {
-          T a[3], da[3], dda[3];
-          hash_grid_corner_axes(c, corner, a, da, dda);
-          const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
-          const T dw0 = da[0] * a[1] * a[2], dw1 = a[0] * da[1] * a[2], dw2 = a[0] * a[1] * da[2];
-          const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
-          T dot = T(0);
-          for (int f = 0; f < F; ++f) {
-            acc[f] += v * table[r + f];
-            dot += table[r + f] * gl[f];
-            if (g_table) {
-              const T u = v * gl[f];
-              if (u != T(0)) atomic_add(g_table + r + f, u);
-            }
-          }
-          if (g_x) {
-            const T h00 = dda[0] * a[1] * a[2], h11 = a[0] * dda[1] * a[2], h22 = a[0] * a[1] * dda[2];
-            const T h01 = da[0] * da[1] * a[2], h02 = da[0] * a[1] * da[2], h12 = a[0] * da[1] * da[2];
-            gx[0] += dot * (gg[0] * h00 + gg[1] * h01 + gg[2] * h02);
-            gx[1] += dot * (gg[0] * h01 + gg[1] * h11 + gg[2] * h12);
-            gx[2] += dot * (gg[0] * h02 + gg[1] * h12 + gg[2] * h22);
-          }
+    const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    T acc[kHashGridMaxFeatures];
+    for (int f = 0; f < F; ++f) acc[f] = T(0);
+    if (l < L.n_active) {
+      T xs[3];
+      bool in[3];
+      hash_grid_load_point(x + 3 * i, xs, in);
+      const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
+      const T* gl = grad_out + rowoff;
+      T gx[3] = {T(0), T(0), T(0)};
+      HashGridCell<T> c;
+      hash_grid_cell(L, l, xs, in, c);
+      const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
+      for (int corner = 0; corner < 8; ++corner) {
+        T a[3], da[3], dda[3];
+        hash_grid_corner_axes(c, corner, a, da, dda);
+        const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+        const T dw0 = da[0] * a[1] * a[2], dw1 = a[0] * da[1] * a[2], dw2 = a[0] * a[1] * da[2];
+        const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
+        T dot = T(0);
+        for (int f = 0; f < F; ++f) {
+          acc[f] += v * table[r + f];
+          dot += table[r + f] * gl[f];
+          if (g_table) hash_grid_scatter(g_table + r + f, v * gl[f], atomic);
+        }
+        if (g_x) {
+          const T h00 = dda[0] * a[1] * a[2], h11 = a[0] * dda[1] * a[2], h22 = a[0] * a[1] * dda[2];
+          const T h01 = da[0] * da[1] * a[2], h02 = da[0] * a[1] * da[2], h12 = a[0] * da[1] * da[2];
+          gx[0] += dot * (gg[0] * h00 + gg[1] * h01 + gg[2] * h02);
+          gx[1] += dot * (gg[0] * h01 + gg[1] * h11 + gg[2] * h12);
+          gx[2] += dot * (gg[0] * h02 + gg[1] * h12 + gg[2] * h22);
         }
       }
-      for (int f = 0; f < F; ++f) ggo[l * F + f] = acc[f];
+      if (g_x) {
+        g_x[3 * i + 0] += gx[0];
+        g_x[3 * i + 1] += gx[1];
+        g_x[3 * i + 2] += gx[2];
+      }
     }
-    if (g_x) {
-      g_x[3 * i + 0] = gx[0];
-      g_x[3 * i + 1] = gx[1];
-      g_x[3 * i + 2] = gx[2];
+    for (int f = 0; f < F; ++f) g_grad_out[rowoff + f] = acc[f];
+  }
+  EF_HD void operator()(int64_t i) const {
+    begin(i);
+    for (int l = 0; l < L.n_levels; ++l) at(i, l);
+  }
+};
+
+// CPU tiling: a block of `tile` points is processed level by level (begin() on every point
+// first), so one level's table (not all L of them) competes for the cache while the block walks
+// it; large blocks (n / threads) reuse each cached table line many times.
+template <class Body>
+struct HashGridTiled {
+  Body body;
+  int64_t n;  // points [start, n)
+  int32_t n_levels;
+  int64_t start;
+  int64_t tile;
+  EF_HD void operator()(int64_t b) const {
+    const int64_t lo = start + b * tile, hi = lo + tile < n ? lo + tile : n;
+    for (int64_t i = lo; i < hi; ++i) body.begin(i);
+    constexpr int64_t kAhead = 12;
+    for (int l = 0; l < n_levels; ++l) {
+      for (int64_t i = lo; i < hi && i < lo + kAhead; ++i) body.prefetch(i, l);
+      for (int64_t i = lo; i < hi; ++i) {
+        if (i + kAhead < hi) body.prefetch(i + kAhead, l);
+        body.at(i, l);
+      }
     }
   }
 };

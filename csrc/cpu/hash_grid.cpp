@@ -79,23 +79,29 @@ void run_scatter(int64_t n, Body body, T* Body::*table_member, int32_t levels, i
 
 template <typename T>
 void hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out) {
-  run_tiled(n, HashGridForward<T>{x, table, L, out}, L.n_levels);
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    run_tiled(n, HashGridForward<T, decltype(fs)::value>{x, table, L, out}, L.n_levels);
+  });
 }
 
 template <typename T>
 void hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
                         T* grad_table) {
   const int64_t elems = static_cast<int64_t>(L.n_levels) * L.table_size * L.n_features;
-  run_scatter(n, HashGridBackward<T>{x, table, L, grad_out, grad_x, grad_table}, &HashGridBackward<T>::grad_table,
-              L.n_active, elems);
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    using Body = HashGridBackward<T, decltype(fs)::value>;
+    run_scatter(n, Body{x, table, L, grad_out, grad_x, grad_table}, &Body::grad_table, L.n_active, elems);
+  });
 }
 
 template <typename T>
 void hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                                const T* gg_x, T* g_grad_out, T* g_x, T* g_table) {
   const int64_t elems = static_cast<int64_t>(L.n_levels) * L.table_size * L.n_features;
-  run_scatter(n, HashGridDoubleBackward<T>{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table},
-              &HashGridDoubleBackward<T>::g_table, L.n_levels, elems);
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    using Body = HashGridDoubleBackward<T, decltype(fs)::value>;
+    run_scatter(n, Body{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table}, &Body::g_table, L.n_levels, elems);
+  });
 }
 
 #define EF_INSTANTIATE(T)                                                                                          \

@@ -9,20 +9,33 @@ namespace cuda {
 
 template <typename T>
 int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out, void* stream) {
-  return static_cast<int>(for_each_cuda(n, HashGridForward<T>{x, table, L, out}, stream));
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridForward<T, decltype(fs)::value>{x, table, L, out}, stream);
+  });
+  return static_cast<int>(e);
 }
 
 template <typename T>
 int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
                        T* grad_table, void* stream) {
-  return static_cast<int>(for_each_cuda(n, HashGridBackward<T>{x, table, L, grad_out, grad_x, grad_table}, stream));
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridBackward<T, decltype(fs)::value>{x, table, L, grad_out, grad_x, grad_table}, stream);
+  });
+  return static_cast<int>(e);
 }
 
 template <typename T>
 int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                               const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream) {
-  return static_cast<int>(
-      for_each_cuda(n, HashGridDoubleBackward<T>{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table}, stream));
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(
+        n, HashGridDoubleBackward<T, decltype(fs)::value>{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table},
+        stream);
+  });
+  return static_cast<int>(e);
 }
 
 #define EF_INSTANTIATE(T)                                                                                           \

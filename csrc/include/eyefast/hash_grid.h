@@ -17,6 +17,8 @@
 // Table: one tensor [L, T, F]; dense levels use only their first R_l^3 rows.
 #pragma once
 
+#include <type_traits>
+
 #include "eyefast/atomic.h"
 #include "eyefast/common.h"
 
@@ -140,7 +142,8 @@ EF_HD void hash_grid_corner_axes(const HashGridCell<T>& c, int corner, T a[3], T
   }
 }
 
-template <typename T>
+// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
+template <typename T, int FS = 0>
 struct HashGridForward {
   const T* x;      // [N, 3]
   const T* table;  // [L, T, F]
@@ -153,7 +156,7 @@ struct HashGridForward {
     if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, static_cast<const T*>(nullptr));
   }
   EF_HD void at(int64_t i, int l) const {
-    const int F = L.n_features;
+    const int F = FS > 0 ? FS : L.n_features;
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
     if (l < L.n_active) {
@@ -180,7 +183,8 @@ struct HashGridForward {
 };
 
 // Backward: grad_table[l, row, f] += w * g[l, f] (atomics), grad_x[i] = sum dw/dx <row, g>.
-template <typename T>
+// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
+template <typename T, int FS = 0>
 struct HashGridBackward {
   const T* x;
   const T* table;
@@ -201,7 +205,7 @@ struct HashGridBackward {
     T xs[3];
     bool in[3];
     hash_grid_load_point(x + 3 * i, xs, in);
-    const int F = L.n_features;
+    const int F = FS > 0 ? FS : L.n_features;
     const T* gl = grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
     HashGridCell<T> c;
     hash_grid_cell(L, l, xs, in, c);
@@ -241,7 +245,8 @@ struct HashGridBackward {
 //   g_grad_out[l, f] = sum_c (gg . dw_c/dx) table[c, f]
 //   g_table[c, f]   += (gg . dw_c/dx) g_l[f]                         (atomics)
 //   g_x             = sum_c (H_c gg) <table[c], g_l>,  H_c = d2 w_c / dx2
-template <typename T>
+// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
+template <typename T, int FS = 0>
 struct HashGridDoubleBackward {
   const T* x;
   const T* table;
@@ -260,7 +265,7 @@ struct HashGridDoubleBackward {
     if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, g_table);
   }
   EF_HD void at(int64_t i, int l) const {
-    const int F = L.n_features;
+    const int F = FS > 0 ? FS : L.n_features;
     const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F + l * F;
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
@@ -318,19 +323,36 @@ struct HashGridTiled {
   int32_t n_levels;
   int64_t start;
   int64_t tile;
+  static constexpr bool kPrefetch = false;
+  static constexpr int64_t kAhead = 12;
   EF_HD void operator()(int64_t b) const {
     const int64_t lo = start + b * tile, hi = lo + tile < n ? lo + tile : n;
     for (int64_t i = lo; i < hi; ++i) body.begin(i);
-    constexpr int64_t kAhead = 12;
     for (int l = 0; l < n_levels; ++l) {
-      for (int64_t i = lo; i < hi && i < lo + kAhead; ++i) body.prefetch(i, l);
-      for (int64_t i = lo; i < hi; ++i) {
-        if (i + kAhead < hi) body.prefetch(i + kAhead, l);
-        body.at(i, l);
+      if (kPrefetch) {
+        for (int64_t i = lo; i < hi && i < lo + kAhead; ++i) body.prefetch(i, l);
+        for (int64_t i = lo; i < hi; ++i) {
+          if (i + kAhead < hi) body.prefetch(i + kAhead, l);
+          body.at(i, l);
+        }
+      } else {
+        for (int64_t i = lo; i < hi; ++i) body.at(i, l);
       }
     }
   }
 };
+
+// Host side: calls fn(std::integral_constant<int, FS>) with FS = F for F in {1, 2, 4, 8}, else 0.
+template <class Fn>
+void hash_grid_dispatch_features(int F, Fn&& fn) {
+  switch (F) {
+    case 1: fn(std::integral_constant<int, 1>{}); break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 8: fn(std::integral_constant<int, 8>{}); break;
+    default: fn(std::integral_constant<int, 0>{}); break;
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Launchers (csrc/cpu/hash_grid.cpp, csrc/cuda/hash_grid.cu), T = float or double. The layout's

@@ -108,13 +108,14 @@ EF_HD void hash_grid_cell(const HashGridLayout& L, int l, const T xs[3], const b
   }
 }
 
-EF_HD uint32_t hash_grid_row(const HashGridLayout& L, int l, const uint32_t base[3], int corner) {
+// Row of a corner; `res` = R_l for a dense level, 0 for a hashed one; mask = T - 1.
+EF_HD uint32_t hash_grid_row_v(uint32_t res, uint32_t mask, const uint32_t base[3], int corner) {
   const uint32_t cx = base[0] + (corner & 1), cy = base[1] + ((corner >> 1) & 1), cz = base[2] + ((corner >> 2) & 1);
-  if (L.dense[l]) {
-    const uint32_t r = L.res[l];
-    return cx + r * (cy + r * cz);
-  }
-  return (cx ^ (cy * 2654435761u) ^ (cz * 805459861u)) & (L.table_size - 1u);
+  if (res) return cx + res * (cy + res * cz);
+  return (cx ^ (cy * 2654435761u) ^ (cz * 805459861u)) & mask;
+}
+EF_HD uint32_t hash_grid_row(const HashGridLayout& L, int l, const uint32_t base[3], int corner) {
+  return hash_grid_row_v(L.dense[l] ? L.res[l] : 0u, L.table_size - 1u, base, corner);
 }
 
 // Host only: prefetches the 8 table rows point i touches at level l (and the same rows of a
@@ -219,11 +220,20 @@ struct HashGridBackward {
   }
   EF_HD void at(int64_t i, int l) const {
     if (l >= L.n_active) return;
+    // Locals, not members: the stores into the gradient table could otherwise alias them and
+    // force reloads on every corner.
+    T* const gt = grad_table;
+    T* const gxp = grad_x;
+    const T* const tb = table;
+    const bool atom = atomic;
+    const uint32_t res = L.dense[l] ? L.res[l] : 0u, mask = L.table_size - 1u;
     T xs[3];
     bool in[3];
     hash_grid_load_point(x + 3 * i, xs, in);
     const int F = FS > 0 ? FS : L.n_features;
     const T* gl = grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    T g[kHashGridMaxFeatures];
+    for (int f = 0; f < F; ++f) g[f] = gl[f];
     HashGridCell<T> c;
     hash_grid_cell(L, l, xs, in, c);
     const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
@@ -231,25 +241,23 @@ struct HashGridBackward {
     for (int corner = 0; corner < 8; ++corner) {
       T a[3], da[3], dda[3];
       hash_grid_corner_axes(c, corner, a, da, dda);
-      const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
-      if (grad_table) {
+      const int64_t r = off + static_cast<int64_t>(hash_grid_row_v(res, mask, c.base, corner)) * F;
+      if (gt) {
         const T w = a[0] * a[1] * a[2];
-        for (int f = 0; f < F; ++f) {
-          hash_grid_scatter(grad_table + r + f, w * gl[f], atomic);
-        }
+        for (int f = 0; f < F; ++f) hash_grid_scatter(gt + r + f, w * g[f], atom);
       }
-      if (grad_x) {
+      if (gxp) {
         T dot = T(0);
-        for (int f = 0; f < F; ++f) dot += table[r + f] * gl[f];
+        for (int f = 0; f < F; ++f) dot += tb[r + f] * g[f];
         gx[0] += da[0] * a[1] * a[2] * dot;
         gx[1] += a[0] * da[1] * a[2] * dot;
         gx[2] += a[0] * a[1] * da[2] * dot;
       }
     }
-    if (grad_x) {
-      grad_x[3 * i + 0] += gx[0];
-      grad_x[3 * i + 1] += gx[1];
-      grad_x[3 * i + 2] += gx[2];
+    if (gxp) {
+      gxp[3 * i + 0] += gx[0];
+      gxp[3 * i + 1] += gx[1];
+      gxp[3 * i + 2] += gx[2];
     }
   }
   EF_HD void operator()(int64_t i) const {
@@ -291,7 +299,12 @@ struct HashGridDoubleBackward {
       bool in[3];
       hash_grid_load_point(x + 3 * i, xs, in);
       const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
-      const T* gl = grad_out + rowoff;
+      T* const gt = g_table;  // locals: table stores could alias members
+      const T* const tb = table;
+      const bool atom = atomic;
+      const uint32_t res = L.dense[l] ? L.res[l] : 0u, mask = L.table_size - 1u;
+      T gl[kHashGridMaxFeatures];
+      for (int f = 0; f < F; ++f) gl[f] = grad_out[rowoff + f];
       T gx[3] = {T(0), T(0), T(0)};
       HashGridCell<T> c;
       hash_grid_cell(L, l, xs, in, c);
@@ -299,14 +312,14 @@ struct HashGridDoubleBackward {
       for (int corner = 0; corner < 8; ++corner) {
         T a[3], da[3], dda[3];
         hash_grid_corner_axes(c, corner, a, da, dda);
-        const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
+        const int64_t r = off + static_cast<int64_t>(hash_grid_row_v(res, mask, c.base, corner)) * F;
         const T dw0 = da[0] * a[1] * a[2], dw1 = a[0] * da[1] * a[2], dw2 = a[0] * a[1] * da[2];
         const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
         T dot = T(0);
         for (int f = 0; f < F; ++f) {
-          acc[f] += v * table[r + f];
-          dot += table[r + f] * gl[f];
-          if (g_table) hash_grid_scatter(g_table + r + f, v * gl[f], atomic);
+          acc[f] += v * tb[r + f];
+          dot += tb[r + f] * gl[f];
+          if (gt) hash_grid_scatter(gt + r + f, v * gl[f], atom);
         }
         if (g_x) {
           const T h00 = dda[0] * a[1] * a[2], h11 = a[0] * dda[1] * a[2], h22 = a[0] * a[1] * dda[2];

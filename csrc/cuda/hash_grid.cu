@@ -1,0 +1,51 @@
+// CUDA launchers of hash_grid.h: the same kernel bodies as csrc/cpu/hash_grid.cpp, one thread per
+// point; table gradients accumulate with atomicAdd.
+#include "eyefast/hash_grid.h"
+#include "eyefast/launch.h"
+#include "eyefast/launch_cuda.cuh"
+
+namespace eyefast {
+namespace cuda {
+
+template <typename T>
+int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out, void* stream) {
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridForward<T, decltype(fs)::value>{x, table, L, out}, stream);
+  });
+  return static_cast<int>(e);
+}
+
+template <typename T>
+int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
+                       T* grad_table, void* stream) {
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridBackward<T, decltype(fs)::value>{x, table, L, grad_out, grad_x, grad_table}, stream);
+  });
+  return static_cast<int>(e);
+}
+
+template <typename T>
+int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
+                              const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream) {
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(
+        n, HashGridDoubleBackward<T, decltype(fs)::value>{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table},
+        stream);
+  });
+  return static_cast<int>(e);
+}
+
+#define EF_INSTANTIATE(T)                                                                                           \
+  template int hash_grid_forward<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, void*);                 \
+  template int hash_grid_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, T*, T*, void*);  \
+  template int hash_grid_double_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, const T*, \
+                                            T*, T*, T*, void*);
+EF_INSTANTIATE(float)
+EF_INSTANTIATE(double)
+#undef EF_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace eyefast

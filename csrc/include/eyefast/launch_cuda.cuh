@@ -17,15 +17,19 @@ namespace cuda {
 
 constexpr int kBlock = 256;
 
-// Grid size for a grid-stride loop: enough blocks to fill the device a few times over.
-inline int grid_for(int64_t n, int block = kBlock) {
+inline int multiprocessor_count() {
   int dev = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms <= 0) {
     sms = 108;
   }
+  return sms;
+}
+
+// Grid size for a grid-stride loop: enough blocks to fill the device `per_sm` times over.
+inline int grid_for(int64_t n, int block = kBlock, int per_sm = 16) {
   int64_t want = (n + block - 1) / block;
-  int64_t cap = static_cast<int64_t>(sms) * 16;
+  int64_t cap = static_cast<int64_t>(multiprocessor_count()) * per_sm;
   int64_t g = want < cap ? want : cap;
   return static_cast<int>(g < 1 ? 1 : g);
 }
@@ -90,10 +94,8 @@ cudaError_t for_each_accumulate_cuda(int64_t n, int64_t m, const F& f, T* out, v
   }
   if (n <= 0) return cudaSuccess;
   if (m <= kMaxSharedSlots) {
-    // Fewer blocks than the plain loop: each block pays m global atomics at its end.
-    int grid = grid_for(n);
-    int cap = m > 64 ? 4 * 132 : grid;
-    grid = grid < cap ? grid : cap;
+    // Fewer blocks when m is large: each block pays m global atomics at its end.
+    const int grid = grid_for(n, kBlock, m > 64 ? 4 : 16);
     size_t smem = static_cast<size_t>(m > 0 ? m : 1) * sizeof(T);
     for_each_accumulate_shared_kernel<T, F><<<grid, kBlock, smem, s>>>(n, m, f, out);
   } else {

@@ -117,6 +117,9 @@ RENDERER_DEFAULTS = {
     "render_n_samples": ("int", 1024),
     "chunk_size": ("int", 16384),
     "max_num_ray": ("int", 16384),
+    # eyefast additions: occupancy-grid cells per axis (SPEC: 128) and its refresh period
+    "grid_resolution": ("int", 128),
+    "grid_update_freq": ("int", 16),
 }
 
 TRAIN_DEFAULTS = {
@@ -130,6 +133,9 @@ TRAIN_DEFAULTS = {
     "vis_freq": ("int", 2500),
     "mesh_render": ("bool", True),
     "mesh_render_iter": ("int", 15000),
+    # eyefast additions: Adam learning rate (SPEC: 1e-3) and the seed of every random draw
+    "lr": ("float", 1e-3),
+    "seed": ("int", 0),
 }
 
 LOSS_DEFAULTS = {
@@ -277,9 +283,11 @@ def _cross_checks(d: dict):
         raise ConfigError(
             f"config key 'renderer.sample_batch_size': must be a positive multiple of 64, got {rend['sample_batch_size']}"
         )
-    for k in ("render_n_samples", "chunk_size", "max_num_ray"):
+    for k in ("render_n_samples", "chunk_size", "max_num_ray", "grid_resolution", "grid_update_freq"):
         if rend[k] <= 0:
             raise ConfigError(f"config key 'renderer.{k}': must be > 0, got {rend[k]}")
+    if d["train"]["lr"] <= 0:
+        raise ConfigError(f"config key 'train.lr': must be > 0, got {d['train']['lr']}")
     if d["train"]["level_grow_iter"] <= 0:
         raise ConfigError(f"config key 'train.level_grow_iter': must be > 0, got {d['train']['level_grow_iter']}")
     if data["dilate_ks"] < 0:

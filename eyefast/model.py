@@ -1,0 +1,215 @@
+"""The hybrid head model of SPEC section 2: face SDF, two eye spheres, material, radiance head.
+
+All networks see points of the scene cube ``[-bound, bound]^3`` mapped to ``[0, 1]^3``; the
+hash-grid encodings run on the op set of a :mod:`eyefast.backend` (eyefast's kernels or the
+PyTorch reference), so the same model trains on either.
+
+Units: points, SDF values, eye centres and radii are in world units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from .nn.hash_grid import HashGrid
+
+__all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density", "OBJECTS"]
+
+#: the objects of the per-object opacity, in this order
+OBJECTS = ("face", "left_eye", "right_eye")
+
+
+def volsdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """VolSDF: ``(1 / beta) * LaplaceCDF_beta(-sdf)`` (zero-mean Laplace, scale ``beta``)."""
+    return (0.5 + 0.5 * torch.sign(sdf) * torch.expm1(-sdf.abs() / beta)) / beta
+
+
+class FaceSDF(nn.Module):
+    """Hash grid (smoothstep) + MLP (64 wide, 2 hidden, Softplus(100), weight norm, sphere init).
+
+    ``forward(x_world [N, 3]) -> (sdf [N], feature [N, geo_feat_dim])``.
+    """
+
+    def __init__(self, bound: float, num_levels: int, level_dim: int, geo_feat_dim: int, ops,
+                 log2_hashmap_size: int = 14, width: int = 64, init_radius: float = 0.5):
+        super().__init__()
+        self.bound = float(bound)
+        self.ops = ops
+        self.grid = HashGrid(3, num_levels, level_dim, log2_hashmap_size, 16, interpolation="smoothstep",
+                             finest_resolution=1024)
+        self.geo_feat_dim = geo_feat_dim
+        n_in = 3 + self.grid.n_output_dims
+        dims = [n_in, width, width, 1 + geo_feat_dim]
+        layers = []
+        for i in range(3):
+            lin = nn.Linear(dims[i], dims[i + 1])
+            with torch.no_grad():  # geometric initialisation (SAL / IDR): an SDF of a sphere
+                if i == 2:
+                    lin.weight.normal_(math.sqrt(math.pi) / math.sqrt(dims[i]), 1e-4)
+                    lin.bias.fill_(-init_radius)
+                else:
+                    lin.weight.normal_(0.0, math.sqrt(2.0) / math.sqrt(dims[i + 1]))
+                    lin.bias.zero_()
+                    if i == 0:
+                        lin.weight[:, 3:].zero_()  # hash features start with no influence
+            layers.append(weight_norm(lin))
+        self.layers = nn.ModuleList(layers)
+        self.act = nn.Softplus(beta=100)
+
+    def set_active_levels(self, k: int) -> None:
+        self.grid.set_active_levels(k)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        xn = ((x / self.bound + 1.0) * 0.5).contiguous()
+        g = self.grid
+        return self.ops.hash_encode(xn, g.params, g.scales, g.n_active_levels, True)
+
+    def forward(self, x: torch.Tensor):
+        h = torch.cat([x / self.bound, self.encode(x)], -1)
+        for i, lin in enumerate(self.layers):
+            h = lin(h)
+            if i < 2:
+                h = self.act(h)
+        return h[:, 0] * self.bound, h[:, 1:]
+
+
+class Material(nn.Module):
+    """Hash grid (linear) + MLP (64 wide, 2 hidden, ReLU) -> albedo [N,3], specular [N], roughness [N]."""
+
+    def __init__(self, bound: float, num_levels: int, level_dim: int, ops, min_roughness: float,
+                 max_roughness: float, log2_hashmap_size: int = 14, width: int = 64):
+        super().__init__()
+        self.bound = float(bound)
+        self.ops = ops
+        self.grid = HashGrid(3, num_levels, level_dim, log2_hashmap_size, 16, interpolation="linear",
+                             finest_resolution=1024)
+        self.mlp = nn.Sequential(
+            nn.Linear(self.grid.n_output_dims, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+            nn.Linear(width, 5),
+        )
+        self.min_roughness, self.max_roughness = float(min_roughness), float(max_roughness)
+
+    def forward(self, x: torch.Tensor):
+        g = self.grid
+        xn = ((x / self.bound + 1.0) * 0.5).contiguous()
+        h = self.mlp(self.ops.hash_encode(xn, g.params, g.scales, g.n_active_levels, False))
+        albedo = torch.sigmoid(h[:, :3])
+        specular = torch.sigmoid(h[:, 3])
+        rough = self.min_roughness + (self.max_roughness - self.min_roughness) * torch.sigmoid(h[:, 4])
+        return albedo, specular, rough
+
+
+class RadianceHead(nn.Module):
+    """MLP on [geometry feature, SH_4(view dir), view dir, normal] -> RGB (sigmoid)."""
+
+    def __init__(self, geo_feat_dim: int, ops, width: int = 64):
+        super().__init__()
+        self.ops = ops
+        self.mlp = nn.Sequential(
+            nn.Linear(geo_feat_dim + 16 + 3 + 3, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+            nn.Linear(width, 3),
+        )
+
+    def forward(self, feat, dirs, normals):
+        sh = self.ops.sh_encode(dirs.contiguous(), 4)
+        return torch.sigmoid(self.mlp(torch.cat([feat, sh, dirs, normals], -1)))
+
+
+class HeadModel(nn.Module):
+    """Everything learnable of SPEC sections 2-3.
+
+    Args:
+        cfg: an :class:`eyefast.config.Config`.
+        ops: a :class:`eyefast.backend.Backend`.
+        n_frames: frames of the whole capture (per-view SH occlusion, indexed by frame id).
+    """
+
+    def __init__(self, cfg, ops, n_frames: int):
+        super().__init__()
+        d, net = cfg.data, cfg.network
+        self.ops = ops
+        self.bound = float(d.bound)
+        self.ignore_eyeball = bool(d.ignore_eyeball)
+        self.sdf = FaceSDF(self.bound, net.num_levels, net.level_dim, net.geo_feat_dim, ops)
+        self.material = Material(self.bound, net.num_levels, net.level_dim, ops, cfg.brdf.min_roughness,
+                                 cfg.brdf.max_roughness)
+        self.radiance = RadianceHead(net.geo_feat_dim, ops)
+        centers = torch.tensor([d.eyeball_left_center, d.eyeball_right_center], dtype=torch.float32) * self.bound
+        self.eye_centers = nn.Parameter(centers, requires_grad=not d.fix_eyeball_center)
+        self.eye_min, self.eye_max = float(d.eyeball_min_size), float(d.eyeball_max_size)
+        self.eye_s = nn.Parameter(torch.zeros(()))
+        self.beta_param = nn.Parameter(torch.tensor(0.1))
+        self.light_scale = nn.Parameter(torch.ones(()))
+        self.sh_coeffs = nn.Parameter(torch.zeros(9, 3))
+        self.sh_occlusion = nn.Parameter(torch.full((n_frames,), 3.0))
+        self.register_buffer("frame_seen", torch.zeros(n_frames, dtype=torch.bool))
+        self.sh_beta = float(d.beta)
+        self.sh_scale = float(d.sh_scale)
+
+    # ---------------------------------------------------------------- parameters
+    @property
+    def eye_radius(self) -> torch.Tensor:
+        return torch.sigmoid(self.eye_s) * (self.eye_max - self.eye_min) + self.eye_min
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.beta_param.abs() + 1e-4
+
+    def occlusion(self, frame_ids: torch.Tensor) -> torch.Tensor:
+        """Per-view SH occlusion (after sigmoid) ``[N]``; unseen (validation) views use the mean
+        of the training views."""
+        occ = torch.sigmoid(self.sh_occlusion)
+        seen = self.frame_seen
+        if bool(seen.any()):
+            mean = occ[seen].mean()
+            occ = torch.where(seen, occ, mean)
+        return occ[frame_ids]
+
+    def set_progress(self, step: int, init_level: int, level_grow_iter: int) -> None:
+        """Progressive hash levels of the face SDF (SPEC 2)."""
+        grow = step // max(1, level_grow_iter)
+        self.sdf.set_active_levels(init_level + grow)
+
+    # ---------------------------------------------------------------- geometry
+    def eye_sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, 2]`` signed distances to the left and right eye spheres."""
+        return (x[:, None, :] - self.eye_centers[None]).norm(dim=-1) - self.eye_radius
+
+    def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
+        """Scene SDF ``[N]`` = min(face, eyes) (face alone with ``ignore_eyeball``)."""
+        s, _ = self.sdf(x)
+        if self.ignore_eyeball:
+            return s
+        return torch.minimum(s, self.eye_sdf(x).min(-1).values)
+
+    def density(self, sdf: torch.Tensor) -> torch.Tensor:
+        return volsdf_density(sdf, self.beta)
+
+    def face_with_gradient(self, x: torch.Tensor, create_graph: bool):
+        """Face ``(sdf [N], feature [N, G], gradient [N, 3])``; the gradient stays in the graph
+        (for the eikonal and normal losses) when ``create_graph``."""
+        with torch.enable_grad():
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            sdf, feat = self.sdf(x)
+            (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=create_graph)
+        if not create_graph:
+            sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
+        return sdf, feat, grad
+
+    def scene_normal(self, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
+        """Unit normal of the scene SDF at ``x`` (the nearest object's)."""
+        sdf, _, grad = self.face_with_gradient(x, create_graph)
+        n = F.normalize(grad, dim=-1)
+        if self.ignore_eyeball:
+            return n
+        e = self.eye_sdf(x)
+        emin, which = e.min(-1)
+        c = self.eye_centers[which]
+        n_eye = F.normalize(x - c, dim=-1)
+        return torch.where((emin < sdf)[:, None], n_eye, n)

@@ -1,0 +1,153 @@
+"""Volume rendering of the head model (SPEC sections 3-4).
+
+:func:`render_rays` samples each ray in the occupancy grid (marching stops at the far side of
+an eye sphere the ray meets: ``t_max`` from the fused ray-sphere kernel), prunes samples with
+the scene density (transmittance below ``early_stop_eps``), evaluates geometry, material and
+the radiance head at the kept samples, shades them under the co-located light, and composites
+with VolSDF weights and per-object opacities (ObjectSDF++: scene transmittance, each object's
+alpha from its own density).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .reference import shading as S
+
+__all__ = ["render_rays", "step_size", "render_image"]
+
+EARLY_STOP_EPS = 1e-4
+ALPHA_THRE = 0.0
+
+
+def step_size(cfg) -> float:
+    """Marching step ``2 * bound * sqrt(3) / render_n_samples`` (SPEC 4)."""
+    return 2.0 * cfg.data.bound * math.sqrt(3.0) / cfg.renderer.render_n_samples
+
+
+def _eye_t_max(model, ops, rays_o, rays_d):
+    """Per-ray end of marching: the far side of the first eye sphere the ray meets (+inf if none)."""
+    if model.ignore_eyeball:
+        return None
+    with torch.no_grad():
+        _, t_far, index, _ = ops.ray_sphere(rays_o, rays_d, model.eye_centers.detach().contiguous(),
+                                            model.eye_radius.detach().expand(2).contiguous())
+    return torch.where(index >= 0, t_far, torch.full_like(t_far, 1e10)).contiguous()
+
+
+def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: float, train: bool,
+                stratified: bool = False, generator=None, with_extras: bool = False):
+    """Renders rays ``[N, 3]`` (unit directions).
+
+    Args:
+        model: :class:`eyefast.model.HeadModel`. grid: :class:`eyefast.OccupancyGrid`.
+        ops: :class:`eyefast.backend.Backend`. frame_ids: ``[N]`` long (global frame ids, for the
+            per-view ambient occlusion). light: dict ``color [3]``, ``intensity``.
+        step: marching step. train: keep the graph of the SDF gradient (eikonal, normal losses).
+
+    Returns:
+        dict of per-ray ``rgb`` (reconstruction), ``rgb_rad`` (radiance head), ``opacity [N]``,
+        ``obj_opacity [N, K]`` (face, left, right eye; K = 1 with ``ignore_eyeball``),
+        ``specular [N]`` (accumulated specular intensity), ``depth [N]`` (expected t, 0 where
+        empty), ``n_samples`` (int) and ``eikonal`` (0-dim, mean over samples); with
+        ``with_extras`` also ``normal``, ``diffuse``, ``spec_rgb``, ``albedo`` ``[N, 3]``.
+    """
+    n = rays_o.shape[0]
+    t_max = _eye_t_max(model, ops, rays_o, rays_d)
+
+    def sigma_fn(t_starts, t_ends, ray_indices):
+        mid = (t_starts + t_ends) * 0.5
+        x = rays_o[ray_indices] + rays_d[ray_indices] * mid[:, None]
+        return model.density(model.scene_sdf(x))
+
+    with torch.no_grad():
+        ri, ts, te = ops.sampling(grid, rays_o, rays_d, sigma_fn=sigma_fn, t_max=t_max, render_step_size=step,
+                                  early_stop_eps=EARLY_STOP_EPS, alpha_thre=ALPHA_THRE, stratified=stratified,
+                                  generator=generator)
+    dev, dt = rays_o.device, rays_o.dtype
+    m = ts.shape[0]
+    k_obj = 1 if model.ignore_eyeball else 3
+    if m == 0:
+        z = torch.zeros(n, 3, device=dev, dtype=dt)
+        zero = (model.beta_param * 0.0).sum()
+        out = {"rgb": z, "rgb_rad": z, "opacity": torch.zeros(n, device=dev, dtype=dt),
+               "obj_opacity": torch.zeros(n, k_obj, device=dev, dtype=dt), "specular": torch.zeros(n, device=dev),
+               "depth": torch.zeros(n, device=dev), "n_samples": 0, "eikonal": zero}
+        if with_extras:
+            out.update(normal=z, diffuse=z, spec_rgb=z, albedo=z)
+        return out
+    mid = (ts + te) * 0.5
+    o, d = rays_o[ri], rays_d[ri]
+    x = o + d * mid[:, None]
+
+    sdf_face, feat, grad = model.face_with_gradient(x, create_graph=train)
+    n_face = F.normalize(grad, dim=-1)
+    eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
+    beta = model.beta
+    if model.ignore_eyeball:
+        sdf_scene = sdf_face
+        normals = n_face
+        on_eye = None
+        sig_obj = model.density(sdf_face)[:, None]
+    else:
+        eye = model.eye_sdf(x)
+        emin, which = eye.min(-1)
+        on_eye = emin < sdf_face
+        sdf_scene = torch.minimum(sdf_face, emin)
+        n_eye = F.normalize(x - model.eye_centers[which], dim=-1)
+        normals = torch.where(on_eye[:, None], n_eye, n_face)
+        sig_obj = model.density(torch.cat([sdf_face[:, None], eye], -1))
+    sigma = model.density(sdf_scene)
+    weights, trans, _ = ops.weights_from_density(ts, te, sigma, ri, n)
+    alpha_obj = 1.0 - torch.exp(-sig_obj * (te - ts)[:, None])
+    obj_opacity = ops.accumulate(trans, alpha_obj, ri, n)
+
+    albedo, spec, rough = model.material(x)
+    if on_eye is not None:  # SPEC 2: eye surfaces are glossy with a fixed BRDF
+        spec = torch.where(on_eye, torch.full_like(spec, 0.2), spec)
+        rough = torch.where(on_eye, torch.full_like(rough, 0.05), rough)
+    occ = model.occlusion(frame_ids)[ri]
+    sh = model.sh_coeffs
+    shade = S.shade_colocated(x, normals, o, albedo, spec[:, None], rough[:, None], light["color"],
+                              light["intensity"], model.light_scale, sh, model.sh_beta, occ[:, None],
+                              model.sh_scale)
+    rad = model.radiance(feat, d, normals)
+
+    vals = [shade["rgb"], rad, spec[:, None], mid[:, None]]
+    if with_extras:
+        vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
+    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
+    out = {
+        "rgb": acc[:, 0:3],
+        "rgb_rad": acc[:, 3:6],
+        "specular": acc[:, 6],
+        "depth": acc[:, 7],
+        "obj_opacity": obj_opacity,
+        "n_samples": int(m),
+        "eikonal": eikonal,
+    }
+    out["opacity"] = ops.accumulate(weights, None, ri, n)[:, 0]
+    if with_extras:
+        out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
+    return out
+
+
+def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: int):
+    """Renders frame ``i`` of ``capture`` (no graph); returns dict of ``[H, W, ...]`` tensors."""
+    H, W = capture.H, capture.W
+    o_all, d_all = capture.rays(i)
+    fid = capture.frame_ids[i].to(o_all.device)
+    parts = []
+    for s in range(0, o_all.shape[0], chunk):
+        o, d = o_all[s:s + chunk], d_all[s:s + chunk]
+        f = fid.expand(o.shape[0])
+        r = render_rays(model, grid, ops, o, d, f, light, step=step, train=False, with_extras=True)
+        parts.append({k: v.detach() for k, v in r.items() if torch.is_tensor(v) and v.dim() >= 1})
+    out = {}
+    for k in parts[0]:
+        v = torch.cat([p[k] for p in parts], 0)
+        out[k] = v.reshape(H, W, *v.shape[1:])
+    return out

@@ -1,0 +1,504 @@
+"""Training driver: ``python -m eyefast.train CONFIG [options]`` (SPEC sections 2-5).
+
+Usage::
+
+    python -m eyefast.train data/demo/config.yaml
+    python -m eyefast.train CONFIG --device cuda:0 --workspace runs --max-steps 500
+    python -m eyefast.train CONFIG --resume runs/synth_demo/latest.pth
+    python -m eyefast.train CONFIG --set train.max_steps=100 --set renderer.max_num_ray=2048
+
+CoRA's spelling works too (``trainer.py`` replaced by ``-m eyefast.train``)::
+
+    python -m eyefast.train --config_path CONFIG --device 0 [--ckpt_path CKPT] [--chunk_size N]
+    python -m eyefast.train --config_path CONFIG --mode export_eyeball --ckpt_path CKPT --save_visual_dir OUT
+
+Writes ``<workspace>/<name>/``: ``config.yaml`` (the config used), ``checkpoints/step_XXXXXX.pth``
+every ``train.save_freq`` steps and ``latest.pth`` (atomic writes), ``scalars.csv`` (``step,tag,value``;
+also TensorBoard event files when ``tensorboard`` is installed), ``val.json`` (last validation),
+``vis/step_XXXXXX.png`` previews (prediction | truth | normal | diffuse | specular | eye opacities).
+Ctrl-C finishes the current step, saves ``latest.pth`` and exits; ``--resume`` continues with the same
+step, optimiser, occupancy grid and random state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import backend as backends
+from . import config as config_mod
+from .data import Capture
+from .metrics import psnr as psnr_fn, ssim as ssim_fn
+from .model import HeadModel
+from .render import render_image, render_rays, step_size
+
+__all__ = ["Trainer", "main", "parse_device", "atomic_save", "load_checkpoint"]
+
+
+def parse_device(dev) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or an index ``N`` (-> ``cuda:N``)."""
+    s = str(dev).strip()
+    if s.isdigit():
+        s = f"cuda:{s}"
+    try:
+        d = torch.device(s)
+    except RuntimeError:
+        raise ValueError(f"--device: expected cpu, cuda, cuda:N or N, got {dev!r}") from None
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {dev!r}: CUDA is not available on this machine (use --device cpu)")
+    if d.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: expected cpu, cuda, cuda:N or N, got {dev!r}")
+    return d
+
+
+def atomic_save(obj, path: str) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint(path: str, map_location="cpu") -> dict:
+    """Loads a checkpoint written by :class:`Trainer` (``weights_only=True``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(f"checkpoint '{path}' cannot be read: {e}") from None
+    for k in ("step", "model", "grid"):
+        if k not in ck:
+            raise ValueError(f"checkpoint '{path}' is not an eyefast checkpoint (no '{k}' entry)")
+    return ck
+
+
+def _to_srgb(lin: torch.Tensor, gamma: float) -> torch.Tensor:
+    return lin.clamp(0.0, 1.0) ** (1.0 / gamma)
+
+
+def _shrink_hair(cap: Capture, ks: int) -> None:
+    """``data.dilate_ks``: hair pixels next to skin are not hair (dilate the skin mask by ks x ks)."""
+    if ks <= 1:
+        return
+    mask = cap.masks["mask"].float() / 255.0
+    hair = cap.masks["hair_mask"].float() / 255.0
+    skin = (mask * (1.0 - hair))[:, None]
+    grown = F.max_pool2d(skin, ks, stride=1, padding=ks // 2)[:, 0, : hair.shape[1], : hair.shape[2]]
+    cap.masks["hair_mask"] = (hair * (1.0 - grown) * 255.0).round().to(torch.uint8)
+
+
+class _Scalars:
+    """``scalars.csv`` (long format ``step,tag,value``) plus TensorBoard when installed."""
+
+    def __init__(self, folder: str, resume_step: int | None):
+        self.path = os.path.join(folder, "scalars.csv")
+        if resume_step is not None and os.path.isfile(self.path):  # drop rows after the checkpoint
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.reader(f)][1:]
+            rows = [r for r in rows if len(r) == 3 and int(r[0]) <= resume_step]
+        else:
+            rows = []
+        with open(self.path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["step", "tag", "value"])
+            w.writerows(rows)
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+        self.tb = None
+        try:  # optional dependency
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(os.path.join(folder, "tb"))
+        except Exception:  # noqa: BLE001 - tensorboard not installed
+            self.tb = None
+
+    def log(self, step: int, values: dict) -> None:
+        for k, v in values.items():
+            self._w.writerow([step, k, f"{float(v):.7g}"])
+            if self.tb is not None:
+                self.tb.add_scalar(k, float(v), step)
+        self._f.flush()
+
+    def close(self):
+        self._f.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class Trainer:
+    """Trains :class:`eyefast.model.HeadModel` on a capture (see the module docstring).
+
+    Args:
+        cfg: :class:`eyefast.config.Config`. device: torch device (default ``cfg.device``).
+        quiet: no progress bar and no prints (tests).
+    """
+
+    def __init__(self, cfg, device=None, quiet: bool = False):
+        self.cfg = cfg
+        self.device = parse_device(cfg.device if device is None else device)
+        self.quiet = quiet
+        self.ops = backends.get(cfg.ops_backend)
+        if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
+            self._say("loss.w_lpips: LPIPS weights cannot be downloaded here; the perceptual term is skipped")
+        if cfg.train.mesh_render:
+            self._say("train.mesh_render: stage 2 (mesh rasterisation) is not in this version; "
+                      "training continues with volume rendering to max_steps")
+        self.train_cap = Capture.from_config(cfg, "train", device=self.device)
+        try:
+            self.val_cap = Capture.from_config(cfg, "val", device=self.device)
+        except ValueError:  # fewer than one validation frame: validate on the first training frame
+            self.val_cap = self.train_cap
+        _shrink_hair(self.train_cap, cfg.data.dilate_ks)
+        n_frames_all = int(max(self.train_cap.frame_ids.max(), self.val_cap.frame_ids.max())) + 1
+        torch.manual_seed(cfg.train.seed)
+        self.model = HeadModel(cfg, self.ops, n_frames_all).to(self.device)
+        b = cfg.data.bound
+        from .occupancy import OccupancyGrid
+
+        self.grid = OccupancyGrid([-b, -b, -b, b, b, b], resolution=cfg.renderer.grid_resolution).to(self.device)
+        self.step_size = step_size(cfg)
+        self.light = {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr, eps=1e-15)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.step = 0
+        self.n_rays = min(cfg.renderer.max_num_ray, max(64, cfg.renderer.sample_batch_size // 64 // 64 * 64))
+        self.metrics: dict = {}
+        self.ldm = {}
+        for k, key in ((0, "left_eye_ldm"), (1, "right_eye_ldm")):
+            v = getattr(cfg.data, key)
+            if v is not None:
+                self.ldm[k] = torch.tensor(v, dtype=torch.float32, device=self.device)
+        self.run_dir = os.path.join(cfg.workspace, cfg.name)
+        self._stop = False
+
+    # ------------------------------------------------------------------ helpers
+    def _say(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[eyefast.train] {msg}", file=sys.stderr, flush=True)
+
+    def _lr_lambda(self, step: int) -> float:
+        t = self.cfg.train
+        if t.warmup_steps > 0 and step < t.warmup_steps:
+            f = 0.01 + 0.99 * step / t.warmup_steps
+        else:
+            f = 1.0
+        return f * 0.33 ** sum(1 for m in t.milestones if step >= m)
+
+    def _occ_eval(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for s in range(0, x.shape[0], 1 << 18):
+            out.append(self.model.density(self.model.scene_sdf(x[s:s + (1 << 18)])) * self.step_size)
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> dict:
+        """One optimisation step; returns its scalars (floats)."""
+        cfg, model = self.cfg, self.model
+        L = cfg.loss
+        model.train()
+        self.grid.train()
+        model.set_progress(self.step, cfg.train.init_level, cfg.train.level_grow_iter)
+        self.grid.update_every_n_steps(self.step, self._occ_eval, occ_thre=1e-2,
+                                       n=cfg.renderer.grid_update_freq)
+        cap = self.train_cap
+        b = cap.sample_batch(self.n_rays, self.generator)
+        fids = cap.frame_ids.to(self.device)[b["frame_idx"]]
+        model.frame_seen[fids] = True
+        out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
+                          step=self.step_size, train=True, stratified=True, generator=self.generator)
+        target = b["rgb"]
+        mask, hair, leye, reye = b["mask"], b["hair_mask"], b["leye_mask"], b["reye_mask"]
+        face_t = (mask - leye - reye).clamp(0.0, 1.0)
+        terms = {}
+        terms["l1"] = (out["rgb"] - target).abs().mean() + (out["rgb_rad"] - target).abs().mean()
+        mask_t = face_t if model.ignore_eyeball else mask
+        terms["mask"] = (out["opacity"].clamp(0.0, 1.0) - mask_t).abs().mean()
+        terms["eikonal"] = out["eikonal"]
+        if not model.ignore_eyeball:
+            oo = out["obj_opacity"].clamp(0.0, 1.0)
+            terms["sdf_mask"] = ((oo[:, 0] - face_t).abs().mean() + (oo[:, 1] - leye).abs().mean()
+                                 + (oo[:, 2] - reye).abs().mean())
+        terms["reg_diff"] = (out["specular"] * hair).mean()
+        m = mask * (1.0 - hair)
+        terms["abdmm"] = (out["specular"] * model.light_scale * m - b["specular_bfm"] * m).abs().mean()
+        terms["normal"] = self._normal_smoothness(b, out)
+        if not model.ignore_eyeball and self.ldm:
+            r = model.eye_radius
+            ldm = sum(((self.ldm[k] - model.eye_centers[k]).norm(dim=-1) - r).abs().mean() for k in self.ldm)
+            terms["ldm"] = ldm
+        weights = {"l1": L.w_l1, "mask": L.w_mask, "eikonal": L.w_eikonal, "sdf_mask": L.w_sdf_mask,
+                   "reg_diff": L.w_reg_diff, "abdmm": L.w_abdmm, "normal": 1.0, "ldm": L.w_ldm}
+        loss = sum(weights[k] * v for k, v in terms.items())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        n_samples = out["n_samples"]
+        # adaptive ray count: samples per step near renderer.sample_batch_size (SPEC 4)
+        target_s = cfg.renderer.sample_batch_size
+        nr = int(self.n_rays * target_s / max(n_samples, 1))
+        self.n_rays = int(min(cfg.renderer.max_num_ray, max(64, nr // 64 * 64)))
+        with torch.no_grad():
+            mse = float(((out["rgb"].clamp(0, 1) ** (1 / cfg.light.gamma) - target ** (1 / cfg.light.gamma)) ** 2).mean())
+        res = {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
+               "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": out["rgb"].shape[0],
+               "n_samples": n_samples, "lr": self.scheduler.get_last_lr()[0], "beta": model.beta.item(),
+               "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
+        self.step += 1
+        return res
+
+    def _normal_smoothness(self, b, out) -> torch.Tensor:
+        """SPEC 5: 1 - n(x) . n(x + eps t) at the rays' expected surface points (random tangent t)."""
+        cfg, model = self.cfg, self.model
+        op = out["opacity"].detach()
+        sel = (b["mask"] > 0.5) & (op > 0.5)
+        if not bool(sel.any()) or (cfg.loss.w_eps_n == 0 and cfg.loss.w_eps_n_smooth == 0):
+            return out["eikonal"] * 0.0
+        depth = (out["depth"].detach() / op.clamp_min(1e-6))[sel]
+        x = b["rays_o"][sel] + b["rays_d"][sel] * depth[:, None]
+        n1 = model.scene_normal(x, create_graph=True)
+        r = torch.randn(x.shape, generator=self.generator).to(x.device)
+        t = F.normalize(torch.cross(n1.detach(), r, dim=-1), dim=-1)
+        n2 = model.scene_normal(x + cfg.network.neighbor_eps * t, create_graph=True)
+        w = torch.where(b["hair_mask"][sel] > 0.5, cfg.loss.w_eps_n_smooth, cfg.loss.w_eps_n)
+        return (w * (1.0 - (n1 * n2).sum(-1))).sum() / max(1, b["mask"].shape[0])
+
+    # ------------------------------------------------------------------ validation / previews
+    @torch.no_grad()
+    def render_view(self, cap: Capture, i: int) -> dict:
+        self.model.eval()
+        self.grid.eval()
+        return render_image(self.model, self.grid, self.ops, cap, i, self.light, self.step_size,
+                            self.cfg.renderer.chunk_size)
+
+    def validate(self, max_views: int | None = None) -> dict:
+        cap, g = self.val_cap, self.cfg.light.gamma
+        ids = range(cap.n_frames if max_views is None else min(max_views, cap.n_frames))
+        ps, ss, pe = [], [], []
+        for i in ids:
+            r = self.render_view(cap, i)
+            pred = _to_srgb(r["rgb"], g).cpu()
+            gt = cap.full_image(i).cpu()
+            ps.append(psnr_fn(pred, gt))
+            ss.append(ssim_fn(pred, gt))
+            eye = (cap.full_mask(i, "leye_mask") + cap.full_mask(i, "reye_mask")).cpu()
+            if bool((eye > 0.5).any()):
+                pe.append(psnr_fn(pred, gt, eye))
+        res = {"val/psnr": float(np.mean(ps)), "val/ssim": float(np.mean(ss))}
+        if pe:
+            res["val/psnr_eye"] = float(np.mean(pe))
+        return res
+
+    def preview(self, path: str, i: int = 0) -> None:
+        """PNG: prediction | truth | normal | diffuse | specular | eye opacities (R left, G right, B face)."""
+        import imageio.v3 as iio
+
+        cap, g = self.val_cap, self.cfg.light.gamma
+        r = self.render_view(cap, i)
+        obj = r["obj_opacity"]
+        if obj.shape[-1] == 1:
+            eyes = torch.cat([torch.zeros_like(obj), torch.zeros_like(obj), obj], -1)
+        else:
+            eyes = torch.stack([obj[..., 1], obj[..., 2], obj[..., 0] * 0.3], -1)
+        panels = [_to_srgb(r["rgb"], g), cap.full_image(i).to(r["rgb"].device), (r["normal"] * 0.5 + 0.5) * r["opacity"][..., None],
+                  _to_srgb(r["diffuse"], g), _to_srgb(r["spec_rgb"], g), eyes.clamp(0, 1)]
+        img = torch.cat([p.clamp(0, 1).cpu() for p in panels], 1)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        iio.imwrite(path, (img.numpy() * 255).round().astype(np.uint8))
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "grid": self.grid.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "n_rays": self.n_rays,
+            "metrics": dict(self.metrics),
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self, path: str) -> None:
+        atomic_save(self.state_dict(), path)
+
+    def load(self, path: str, weights_only_model: bool = False) -> None:
+        ck = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.grid.load_state_dict(ck["grid"])
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint '{path}' does not match this config's model: {e}") from None
+        self.step = int(ck["step"])
+        self.metrics = dict(ck.get("metrics", {}))
+        if weights_only_model:
+            return
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self.n_rays = int(ck.get("n_rays", self.n_rays))
+        rng = ck.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "generator" in rng:
+            self.generator.set_state(rng["generator"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, max_steps: int | None = None) -> dict:
+        """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics."""
+        cfg = self.cfg
+        t = cfg.train
+        max_steps = t.max_steps if max_steps is None else max_steps
+        os.makedirs(self.run_dir, exist_ok=True)
+        config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
+        log = _Scalars(self.run_dir, self.step if self.step > 0 else None)
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
+        prev = signal.getsignal(signal.SIGINT)
+        in_main = _is_main_thread()
+
+        def on_sigint(signum, frame):
+            if self._stop:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop = True
+            self._say("Ctrl-C: finishing this step, saving latest.pth (press again to abort)")
+
+        if in_main:
+            signal.signal(signal.SIGINT, on_sigint)
+        t0 = time.perf_counter()
+        rays_done = 0
+        try:
+            while self.step < max_steps and not self._stop:
+                res = self.train_step()
+                rays_done += res["n_rays"]
+                step = self.step
+                el = time.perf_counter() - t0
+                res["rays_per_s"] = rays_done / max(el, 1e-9)
+                self.metrics = {k: v for k, v in res.items()}
+                if step % 10 == 0 or step == max_steps:
+                    log.log(step, {f"train/{k}": v for k, v in res.items()})
+                bar.update(1)
+                bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
+                                rays_s=f"{res['rays_per_s']:.0f}", refresh=False)
+                if t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps):
+                    v = self.validate()
+                    self.metrics.update(v)
+                    log.log(step, v)
+                    with open(os.path.join(self.run_dir, "val.json"), "w") as f:
+                        json.dump({"step": step, **v}, f, indent=1)
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
+                if t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps):
+                    self.preview(os.path.join(self.run_dir, "vis", f"step_{step:06d}.png"))
+                if t.save_freq > 0 and step % t.save_freq == 0:
+                    self.save(os.path.join(self.run_dir, "checkpoints", f"step_{step:06d}.pth"))
+                if step % max(1, min(t.save_freq, 100)) == 0 or step == max_steps:
+                    self.save(os.path.join(self.run_dir, "latest.pth"))
+            if self._stop:
+                self.save(os.path.join(self.run_dir, "latest.pth"))
+                self._say(f"stopped at step {self.step}; resume with --resume {os.path.join(self.run_dir, 'latest.pth')}")
+        finally:
+            bar.close()
+            log.close()
+            if in_main:
+                signal.signal(signal.SIGINT, prev)
+        return self.metrics
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ---------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m eyefast.train", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config", nargs="?", help="config.yaml (CoRA keys; see eyefast.config)")
+    ap.add_argument("--config_path", dest="config_path", help="CoRA spelling of CONFIG")
+    ap.add_argument("--device", help="cpu, cuda, cuda:N or N (default: the config's device)")
+    ap.add_argument("--workspace", help="output root (default: the config's workspace)")
+    ap.add_argument("--max-steps", type=int, dest="max_steps", help="override train.max_steps")
+    ap.add_argument("--resume", help="checkpoint to continue from (latest.pth)")
+    ap.add_argument("--ckpt_path", help="CoRA spelling: checkpoint to resume from (train) or export (export_eyeball)")
+    ap.add_argument("--mode", choices=["train", "export_eyeball"], default="train")
+    ap.add_argument("--save_visual_dir", help="export_eyeball: output folder")
+    ap.add_argument("--chunk_size", type=int, help="override renderer.chunk_size")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config key (repeatable)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    path = a.config or a.config_path
+    if path is None:
+        ap.error("a config file is needed (CONFIG or --config_path)")
+    if a.config and a.config_path and os.path.abspath(a.config) != os.path.abspath(a.config_path):
+        ap.error("give the config once (CONFIG or --config_path)")
+    overrides = list(a.set)
+    if a.workspace:
+        overrides.append(f"workspace={a.workspace}")
+    if a.max_steps is not None:
+        overrides.append(f"train.max_steps={a.max_steps}")
+    if a.chunk_size is not None:
+        overrides.append(f"renderer.chunk_size={a.chunk_size}")
+    if a.device is not None:
+        overrides.append(f"device={a.device}")
+    try:
+        cfg = config_mod.load(path, overrides)
+        if a.mode == "export_eyeball":
+            ckpt = a.ckpt_path or a.resume
+            if not ckpt or not a.save_visual_dir:
+                ap.error("--mode export_eyeball needs --ckpt_path and --save_visual_dir")
+            from . import export
+
+            return export.main([path, "--ckpt", ckpt, "--out", a.save_visual_dir, *sum((["--set", s] for s in overrides), [])])
+        trainer = Trainer(cfg, quiet=a.quiet)
+        resume = a.resume or a.ckpt_path
+        if resume:
+            trainer.load(resume)
+            trainer._say(f"resumed from {resume} at step {trainer.step}")
+        trainer._say(f"{trainer.train_cap} -> {trainer.run_dir} on {trainer.device} ({cfg.ops_backend} ops)")
+        m = trainer.fit()
+    except (config_mod.ConfigError, ValueError, FileNotFoundError) as e:
+        print(f"eyefast.train: error: {e}", file=sys.stderr)
+        return 2
+    if not a.quiet:
+        keys = [k for k in ("val/psnr", "val/ssim", "val/psnr_eye") if k in m]
+        print(f"done: step {trainer.step}; " + ", ".join(f"{k} {m[k]:.3f}" for k in keys) +
+              f"; checkpoints in {trainer.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

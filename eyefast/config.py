@@ -9,7 +9,8 @@ Layout (every key is optional; missing keys take the defaults below)::
 
     name: str            run name                                  "eyefast"
     workspace: str       output root (checkpoints go to workspace/name) "workspace"
-    device: str|int      "cuda", "cuda:0", "cpu" or a CUDA index   "cuda"
+    device: str|int      "cuda", "cuda:0", "cpu", a CUDA index, or "auto"
+                         (eyefast addition: CUDA when available)   "auto"
     backbone: str        density model; only "volsdf"              "volsdf"
     ops_backend: str     eyefast addition: "eyefast" (compiled kernels) or
                          "reference" (pure PyTorch)                "eyefast"
@@ -66,7 +67,7 @@ class ConfigError(ValueError):
 TOP_DEFAULTS = {
     "name": ("str", "eyefast"),
     "workspace": ("str", "workspace"),
-    "device": ("device", "cuda"),
+    "device": ("device", "auto"),
     "backbone": (("choice", ("volsdf",)), "volsdf"),
     "ops_backend": (("choice", ("eyefast", "reference")), "eyefast"),
     "eye_model": (("choice", ("sphere", "cornea")), "sphere"),
@@ -120,6 +121,9 @@ RENDERER_DEFAULTS = {
     # eyefast additions: occupancy-grid cells per axis (SPEC: 128) and its refresh period
     "grid_resolution": ("int", 128),
     "grid_update_freq": ("int", 16),
+    # eyefast addition: "surface" = deferred shading at the expected surface point of each ray
+    # (material, BRDF, radiance head once per ray); "sample" = at every sample, then composited
+    "shading": (("choice", ("surface", "sample")), "surface"),
 }
 
 TRAIN_DEFAULTS = {

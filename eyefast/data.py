@@ -261,6 +261,8 @@ class Capture:
             device = cfg.device
             if isinstance(device, int):
                 device = f"cuda:{device}"
+            elif device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(cfg.data.meta_path, split=split, device=device, downscale=downscale, gamma=cfg.light.gamma)
 
     # ------------------------------------------------------------------ loading

@@ -191,11 +191,13 @@ def _sample(mesh, n, rng):
     return pts, fid
 
 
-def surface_error(mesh_a, mesh_b, n_samples: int = 20000, seed: int = 0) -> float:
+def surface_error(mesh_a, mesh_b, n_samples: int = 20000, seed: int = 0, symmetric: bool = True) -> float:
     """Mean symmetric point-to-surface distance between two triangle meshes.
 
     ``0.5 * (mean_{p ~ A} d(p, B) + mean_{q ~ B} d(q, A))`` with ``n_samples``
     area-uniform points per surface; see the module docstring for the method.
+    ``symmetric=False``: only ``mean_{p ~ A} d(p, B)`` (e.g. a partial reconstruction A against
+    a complete truth B).
 
     Args:
         mesh_a, mesh_b: ``trimesh.Trimesh``, a mesh file path, or ``(verts [V,3], faces [F,3])``.
@@ -205,8 +207,10 @@ def surface_error(mesh_a, mesh_b, n_samples: int = 20000, seed: int = 0) -> floa
     a, b = _as_mesh(mesh_a), _as_mesh(mesh_b)
     rng = np.random.RandomState(seed)
     pa, _ = _sample(a, n_samples, rng)
-    pb, _ = _sample(b, n_samples, rng)
     k = 8
+    if not symmetric:
+        return float(_one_way(pa, b, k, 4 * n_samples, rng).mean())
+    pb, _ = _sample(b, n_samples, rng)
     dab = _one_way(pa, b, k, 4 * n_samples, rng)
     dba = _one_way(pb, a, k, 4 * n_samples, rng)
     return float(0.5 * (dab.mean() + dba.mean()))

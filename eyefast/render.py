@@ -39,7 +39,7 @@ def _eye_t_max(model, ops, rays_o, rays_d):
 
 
 def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: float, train: bool,
-                stratified: bool = False, generator=None, with_extras: bool = False):
+                stratified: bool = False, generator=None, with_extras: bool = False, shading: str = "surface"):
     """Renders rays ``[N, 3]`` (unit directions).
 
     Args:
@@ -47,6 +47,8 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
         ops: :class:`eyefast.backend.Backend`. frame_ids: ``[N]`` long (global frame ids, for the
             per-view ambient occlusion). light: dict ``color [3]``, ``intensity``.
         step: marching step. train: keep the graph of the SDF gradient (eikonal, normal losses).
+        shading: ``"surface"`` (deferred: material, BRDF and radiance head once per ray at the
+            expected surface point) or ``"sample"`` (at every sample, then composited).
 
     Returns:
         dict of per-ray ``rgb`` (reconstruction), ``rgb_rad`` (radiance head), ``opacity [N]``,
@@ -86,7 +88,6 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
     sdf_face, feat, grad = model.face_with_gradient(x, create_graph=train)
     n_face = F.normalize(grad, dim=-1)
     eikonal = ((grad.norm(dim=-1) - 1.0) ** 2).mean()
-    beta = model.beta
     if model.ignore_eyeball:
         sdf_scene = sdf_face
         normals = n_face
@@ -105,37 +106,73 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
     alpha_obj = 1.0 - torch.exp(-sig_obj * (te - ts)[:, None])
     obj_opacity = ops.accumulate(trans, alpha_obj, ri, n)
 
-    albedo, spec, rough = model.material(x)
-    if on_eye is not None:  # SPEC 2: eye surfaces are glossy with a fixed BRDF
-        spec = torch.where(on_eye, torch.full_like(spec, 0.2), spec)
-        rough = torch.where(on_eye, torch.full_like(rough, 0.05), rough)
-    occ = model.occlusion(frame_ids)[ri]
-    sh = model.sh_coeffs
-    shade = S.shade_colocated(x, normals, o, albedo, spec[:, None], rough[:, None], light["color"],
-                              light["intensity"], model.light_scale, sh, model.sh_beta, occ[:, None],
-                              model.sh_scale)
-    rad = model.radiance(feat, d, normals)
-
-    vals = [shade["rgb"], rad, spec[:, None], mid[:, None]]
-    if with_extras:
-        vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
-    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
-    out = {
-        "rgb": acc[:, 0:3],
-        "rgb_rad": acc[:, 3:6],
-        "specular": acc[:, 6],
-        "depth": acc[:, 7],
-        "obj_opacity": obj_opacity,
-        "n_samples": int(m),
-        "eikonal": eikonal,
-    }
-    out["opacity"] = ops.accumulate(weights, None, ri, n)[:, 0]
-    if with_extras:
-        out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
+    opacity = ops.accumulate(weights, None, ri, n)[:, 0]
+    out = {"opacity": opacity, "obj_opacity": obj_opacity, "n_samples": int(m), "eikonal": eikonal}
+    if shading == "sample":
+        _shade_samples(out, model, ops, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light,
+                       with_extras)
+    else:
+        _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids,
+                       light, with_extras)
     return out
 
 
-def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: int):
+def _material(model, x, eye_w):
+    albedo, spec, rough = model.material(x)
+    if eye_w is not None:  # SPEC 2: eye surfaces are glossy with a fixed BRDF
+        spec = eye_w * 0.2 + (1.0 - eye_w) * spec
+        rough = eye_w * 0.05 + (1.0 - eye_w) * rough
+    return albedo, spec, rough
+
+
+def _shade(model, x, normals, cam, albedo, spec, rough, occ, light):
+    return S.shade_colocated(x, normals, cam, albedo, spec[:, None], rough[:, None], light["color"],
+                             light["intensity"], model.light_scale, model.sh_coeffs, model.sh_beta, occ[:, None],
+                             model.sh_scale)
+
+
+def _shade_samples(out, model, ops, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light, extras):
+    """Shading at every sample, then compositing (the NeuS-style path)."""
+    albedo, spec, rough = _material(model, x, None if on_eye is None else on_eye.to(x.dtype))
+    shade = _shade(model, x, normals, o, albedo, spec, rough, model.occlusion(frame_ids)[ri], light)
+    rad = model.radiance(feat, d, normals)
+    vals = [shade["rgb"], rad, spec[:, None], mid[:, None]]
+    if extras:
+        vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
+    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
+    out.update(rgb=acc[:, 0:3], rgb_rad=acc[:, 3:6], specular=acc[:, 6], depth=acc[:, 7])
+    if extras:
+        out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
+
+
+def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light,
+                   extras):
+    """Deferred shading: composite position, normal, geometry feature and eye share per ray, then
+    evaluate the material, the BRDF and the radiance head once per ray at that expected surface point
+    (scaled by the opacity). With VolSDF's sharp density the weights sit on the surface, so this matches
+    per-sample shading at convergence at a fraction of the cost (material and radiance MLPs per ray)."""
+    vals = [x, normals, feat, mid[:, None]]
+    if on_eye is not None:
+        vals.append(on_eye.to(x.dtype)[:, None])
+    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
+    op = out["opacity"]
+    inv = 1.0 / op.clamp_min(1e-6)
+    g = feat.shape[1]
+    xs = acc[:, 0:3] * inv[:, None]
+    ns = F.normalize(acc[:, 3:6], dim=-1)
+    fs = acc[:, 6:6 + g] * inv[:, None]
+    eye_w = (acc[:, 7 + g] * inv).clamp(0.0, 1.0) if on_eye is not None else None
+    albedo, spec, rough = _material(model, xs, eye_w)
+    shade = _shade(model, xs, ns, rays_o, albedo, spec, rough, model.occlusion(frame_ids), light)
+    rad = model.radiance(fs, rays_d, ns)
+    w = op[:, None]
+    out.update(rgb=shade["rgb"] * w, rgb_rad=rad * w, specular=spec * op, depth=acc[:, 6 + g])
+    if extras:
+        out.update(normal=ns * w, diffuse=(shade["diffuse"] + shade["ambient"]) * w, spec_rgb=shade["specular"] * w,
+                   albedo=albedo * w)
+
+
+def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: int, shading: str = "surface"):
     """Renders frame ``i`` of ``capture`` (no graph); returns dict of ``[H, W, ...]`` tensors."""
     H, W = capture.H, capture.W
     o_all, d_all = capture.rays(i)
@@ -144,7 +181,7 @@ def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: i
     for s in range(0, o_all.shape[0], chunk):
         o, d = o_all[s:s + chunk], d_all[s:s + chunk]
         f = fid.expand(o.shape[0])
-        r = render_rays(model, grid, ops, o, d, f, light, step=step, train=False, with_extras=True)
+        r = render_rays(model, grid, ops, o, d, f, light, step=step, train=False, with_extras=True, shading=shading)
         parts.append({k: v.detach() for k, v in r.items() if torch.is_tensor(v) and v.dim() >= 1})
     out = {}
     for k in parts[0]:

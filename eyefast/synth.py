@@ -495,15 +495,18 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
             "milestones": [120, 170], "save_freq": 100, "val_freq": 100, "vis_freq": 100,
             "mesh_render": False, "mesh_render_iter": 150,
         }
-        renderer = {"sample_batch_size": 16384, "render_n_samples": 256, "chunk_size": 4096, "max_num_ray": 1024}
+        renderer = {"sample_batch_size": 16384, "render_n_samples": 256, "chunk_size": 4096, "max_num_ray": 1024,
+                    "grid_resolution": 32, "grid_update_freq": 16}
         network = {"num_levels": 8, "level_dim": 2, "geo_feat_dim": 15, "neighbor_eps": 0.01}
     else:
+        # sized for 2 CPU cores: ~10 minutes (65k samples per step; a 64^3 occupancy grid)
         train = {
-            "max_steps": 3000, "init_level": 4, "level_grow_iter": 150, "warmup_steps": 100,
-            "milestones": [2000, 2600], "save_freq": 1000, "val_freq": 500, "vis_freq": 500,
-            "mesh_render": True, "mesh_render_iter": 2500,
+            "max_steps": 1200, "init_level": 4, "level_grow_iter": 60, "warmup_steps": 100,
+            "milestones": [800, 1050], "save_freq": 400, "val_freq": 400, "vis_freq": 200,
+            "mesh_render": False, "mesh_render_iter": 1000,
         }
-        renderer = {"sample_batch_size": 131072, "render_n_samples": 512, "chunk_size": 8192, "max_num_ray": 8192}
+        renderer = {"sample_batch_size": 65536, "render_n_samples": 512, "chunk_size": 8192, "max_num_ray": 8192,
+                    "grid_resolution": 64, "grid_update_freq": 16}
         network = {"num_levels": 16, "level_dim": 2, "geo_feat_dim": 15, "neighbor_eps": 0.005}
     return {
         "name": f"synth_{preset}" + ("_refractive" if refractive else ""),

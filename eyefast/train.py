@@ -47,14 +47,16 @@ __all__ = ["Trainer", "main", "parse_device", "atomic_save", "load_checkpoint"]
 
 
 def parse_device(dev) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or an index ``N`` (-> ``cuda:N``)."""
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"``, an index ``N`` (-> ``cuda:N``) or ``"auto"`` (CUDA if available)."""
     s = str(dev).strip()
+    if s == "auto":
+        s = "cuda" if torch.cuda.is_available() else "cpu"
     if s.isdigit():
         s = f"cuda:{s}"
     try:
         d = torch.device(s)
     except RuntimeError:
-        raise ValueError(f"--device: expected cpu, cuda, cuda:N or N, got {dev!r}") from None
+        raise ValueError(f"--device: expected cpu, cuda, cuda:N, N or auto, got {dev!r}") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {dev!r}: CUDA is not available on this machine (use --device cpu)")
     if d.type not in ("cpu", "cuda"):
@@ -224,7 +226,8 @@ class Trainer:
         fids = cap.frame_ids.to(self.device)[b["frame_idx"]]
         model.frame_seen[fids] = True
         out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
-                          step=self.step_size, train=True, stratified=True, generator=self.generator)
+                          step=self.step_size, train=True, stratified=True, generator=self.generator,
+                          shading=cfg.renderer.shading)
         target = b["rgb"]
         mask, hair, leye, reye = b["mask"], b["hair_mask"], b["leye_mask"], b["reye_mask"]
         face_t = (mask - leye - reye).clamp(0.0, 1.0)
@@ -290,7 +293,7 @@ class Trainer:
         self.model.eval()
         self.grid.eval()
         return render_image(self.model, self.grid, self.ops, cap, i, self.light, self.step_size,
-                            self.cfg.renderer.chunk_size)
+                            self.cfg.renderer.chunk_size, self.cfg.renderer.shading)
 
     def validate(self, max_views: int | None = None) -> dict:
         cap, g = self.val_cap, self.cfg.light.gamma

@@ -175,6 +175,8 @@ class Trainer:
         from .occupancy import OccupancyGrid
 
         self.grid = OccupancyGrid([-b, -b, -b, b, b, b], resolution=cfg.renderer.grid_resolution).to(self.device)
+        cap = self.train_cap  # space no training camera sees stays empty
+        self.grid.mark_invisible_cells(cap.K, cap.c2w[:, :3, :], cap.W, cap.H)
         self.step_size = step_size(cfg)
         self.light = {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -411,7 +413,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
                                 rays_s=f"{res['rays_per_s']:.0f}", refresh=False)
                 if t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps):
-                    v = self.validate()
+                    v = self.validate(max_views=8)
                     self.metrics.update(v)
                     log.log(step, v)
                     with open(os.path.join(self.run_dir, "val.json"), "w") as f:

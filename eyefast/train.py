@@ -157,6 +157,9 @@ class Trainer:
         self.device = parse_device(cfg.device if device is None else device)
         self.quiet = quiet
         self.ops = backends.get(cfg.ops_backend)
+        if cfg.eye_model != "sphere":
+            raise ValueError(f"config key 'eye_model': {cfg.eye_model!r} (the refractive eye) is not in the trainer yet; "
+                             "use eye_model: sphere")
         if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
             self._say("loss.w_lpips: LPIPS weights cannot be downloaded here; the perceptual term is skipped")
         if cfg.train.mesh_render:

@@ -391,3 +391,30 @@ def test_cpu_cuda_device_mismatch():
     clip, faces = random_mesh(10, 8, torch.float32, "cpu", 0)
     with pytest.raises(RuntimeError, match="faces"):
         ops.rasterize(clip.cuda(), faces, 6, 7)
+
+
+def test_c_api_matches_op():
+    import ctypes
+
+    from eyefast import _ext
+
+    lib = ctypes.CDLL(_ext.library_path())
+    f32p, i32p = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32)
+    lib.eyefast_rasterize_f32.argtypes = [f32p, ctypes.c_int64, i32p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
+                                          i32p, f32p, f32p]
+    lib.eyefast_last_error.restype = ctypes.c_char_p
+    clip, faces = random_mesh(80, 120, torch.float32, "cpu", 9, torch.int32)
+    H, W = 21, 34
+    v, f = clip.numpy(), faces.numpy()
+    p2f = np.full((H, W), 77, np.int32)
+    bary, depth = np.full((H, W, 3), np.nan, np.float32), np.full((H, W), np.nan, np.float32)
+    code = lib.eyefast_rasterize_f32(v.ctypes.data_as(f32p), len(v), f.ctypes.data_as(i32p), len(f), H, W,
+                                     p2f.ctypes.data_as(i32p), bary.ctypes.data_as(f32p), depth.ctypes.data_as(f32p))
+    assert code == 0, lib.eyefast_last_error()
+    exp = ops.rasterize(clip, faces, H, W)
+    assert np.array_equal(p2f, exp[0].numpy()) and np.array_equal(bary, exp[1].numpy())
+    assert np.array_equal(depth, exp[2].numpy())
+    f[3, 2] = 80
+    code = lib.eyefast_rasterize_f32(v.ctypes.data_as(f32p), len(v), f.ctypes.data_as(i32p), len(f), H, W,
+                                     p2f.ctypes.data_as(i32p), bary.ctypes.data_as(f32p), depth.ctypes.data_as(f32p))
+    assert code == 3 and b"faces" in lib.eyefast_last_error()

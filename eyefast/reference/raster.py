@@ -102,7 +102,7 @@ def rasterize(verts_clip: torch.Tensor, faces: torch.Tensor, height: int, width:
 
         # Resolve: perspective-correct barycentrics in float64 from unsnapped positions.
         pf = torch.where(has, first, torch.zeros_like(first))
-        tri = verts_clip.double()[faces[pf]]  # [P, 3, 4]
+        tri = verts_clip.double()[fi[pf]]  # [P, 3, 4]
         sx = (tri[..., 0] / tri[..., 3] + 1) * (0.5 * width)
         sy = (tri[..., 1] / tri[..., 3] + 1) * (0.5 * height)
         px = xs.reshape(-1, 1).double() + 0.5

@@ -553,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chunk_size", type=int, help="override renderer.chunk_size")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a config key (repeatable)")
+    ap.add_argument("--threads", type=int, help="CPU threads (torch and eyefast kernels; default: all cores). "
+                    "On a machine busy with other work, fewer threads than cores avoids stalls")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap
 
@@ -565,6 +567,10 @@ def main(argv=None) -> int:
         ap.error("a config file is needed (CONFIG or --config_path)")
     if a.config and a.config_path and os.path.abspath(a.config) != os.path.abspath(a.config_path):
         ap.error("give the config once (CONFIG or --config_path)")
+    if a.threads is not None:
+        if a.threads < 1:
+            ap.error(f"--threads must be >= 1, got {a.threads}")
+        torch.set_num_threads(a.threads)
     overrides = list(a.set)
     if a.workspace:
         overrides.append(f"workspace={a.workspace}")

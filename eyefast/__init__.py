@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name):  # lazy submodules, so `import eyefast` stays light
     import importlib
 
-    if name in {"ops", "reference", "config", "data", "synth", "nn", "metrics", "volrend", "occupancy"}:
+    if name in {"ops", "reference", "config", "data", "synth", "nn", "metrics", "volrend", "occupancy", "tools"}:
         return importlib.import_module(f"eyefast.{name}")
     if name == "OccupancyGrid":
         return importlib.import_module("eyefast.occupancy").OccupancyGrid

@@ -58,7 +58,9 @@ def compile_args(with_cuda: bool) -> dict:
     # No -fvisibility=hidden: with it, libstdc++ templates instantiated here (ostream inserters in
     # error messages) get hidden copies whose std::locale::id statics clash with libstdc++'s own
     # (seen as a segfault in c10::str on a GCC 13 machine).
-    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math"]
+    # -ffp-contract=off: no FMA contraction on the host (FMA-capable targets contract by default),
+    # so the rasteriser's depth keys round like its CUDA twin's explicitly rounded operations.
+    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     args = {"cxx": cxx + (["-DEYEFAST_WITH_CUDA"] if with_cuda else [])}
     if with_cuda:
         # No --use_fast_math: the kernels must match the float64 references to 1e-5.

@@ -19,7 +19,7 @@ from . import _ext
 
 _ext.load()
 
-__all__ = ["ray_sphere_intersect", "refract"]
+__all__ = ["ray_sphere_intersect", "refract", "rasterize", "rasterize_uv", "project_to_clip", "interpolate"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,3 +151,164 @@ def _refract_backward(ctx, g_out, g_refl, _g_tir):
 
 
 torch.library.register_autograd("eyefast::refract", _refract_backward, setup_context=_refract_setup)
+
+
+# --------------------------------------------------------------------------------------------
+# rasterize, rasterize_uv, project_to_clip, interpolate
+# --------------------------------------------------------------------------------------------
+def rasterize(verts_clip: torch.Tensor, faces: torch.Tensor, height: int, width: int, *, check: bool = True):
+    """Rasterises a triangle mesh with a depth test (nearest face per pixel).
+
+    Conventions (see ``csrc/include/eyefast/raster.h`` for the full contract):
+
+    * ``verts_clip`` are clip-space positions ``(x, y, z, w)``; NDC = ``(x, y, z) / w``. NDC x
+      in [-1, 1] maps to screen x in [0, W] (left to right), NDC y in [-1, 1] to screen y in
+      [0, H] with **NDC y = -1 the top row** (y down, like the capture's camera: x right, y down,
+      z forward). Pixel ``(i, j)`` (column i, row j) is sampled at its centre ``(i + 0.5, j + 0.5)``.
+      :func:`project_to_clip` builds such vertices from a pinhole camera so that the result
+      agrees with :meth:`eyefast.data.Capture.project` pixel for pixel.
+    * Faces with a vertex behind the camera (w <= 0), in front of the near plane (NDC z < -1),
+      non-finite, or more than 2^20 pixels off the image are **culled, not clipped**; pixels whose
+      interpolated NDC z > 1 (beyond the far plane) are discarded. Both windings are drawn.
+    * Coverage is exact and watertight (vertices snapped to 1/256 pixel, integer edge
+      functions, top-left rule). The nearest view depth wins; equal depths go to the smallest
+      face index. CPU and CUDA give bit-identical ``pix_to_face``.
+
+    Args:
+        verts_clip: [V, 4] float32/float64 clip-space vertices.
+        faces: [F, 3] int32/int64 vertex indices.
+        height, width: image size H, W (pixels).
+        check: raise a ``ValueError`` naming the first face with an index outside [0, V) (such
+            faces are skipped either way; on CUDA the check costs a device-to-host sync).
+
+    Returns:
+        pix_to_face: [H, W] int32 face index per pixel, -1 where empty.
+        bary: [H, W, 3] perspective-correct barycentrics of the pixel centre's ray w.r.t.
+            ``faces[pix_to_face]`` in the listed order (sum to 1; may be marginally negative
+            at covered pixels next to an edge); 0 where empty.
+        depth: [H, W] view depth ``w`` at the pixel centre (for :func:`project_to_clip`: the
+            camera-space z, in world units), 0 where empty.
+
+    Not differentiable (the outputs are returned detached); differentiate through
+    :func:`interpolate` (w.r.t. vertex attributes and ``bary``).
+    """
+    return torch.ops.eyefast.rasterize(verts_clip.detach(), faces, int(height), int(width), check)
+
+
+@torch.library.register_fake("eyefast::rasterize")
+def _rasterize_fake(verts_clip, faces, height, width, check=True):
+    torch._check(verts_clip.dim() == 2 and verts_clip.shape[1] == 4, lambda: "verts_clip must have shape [V, 4]")
+    torch._check(faces.dim() == 2 and faces.shape[1] == 3, lambda: "faces must have shape [F, 3]")
+    return (
+        verts_clip.new_empty(height, width, dtype=torch.int32),
+        verts_clip.new_empty(height, width, 3),
+        verts_clip.new_empty(height, width),
+    )
+
+
+def rasterize_uv(uvs: torch.Tensor, faces: torch.Tensor, height: int, width: int, *, check: bool = True):
+    """Rasterises a mesh in texture space (for texture baking): which face covers each texel.
+
+    Texel ``(i, j)`` (column i, row j of an H x W image) is sampled at
+    ``u = (i + 0.5) / W``, ``v = 1 - (j + 0.5) / H``: **v = 0 is the bottom row** and v = 1 the
+    top row, the OBJ convention (an image written top row first, as PNGs are, is indexed
+    ``image[j, i]``). Where UV triangles overlap, the smallest face index wins.
+
+    Args:
+        uvs: [V, 2] float texture coordinates (usually in [0, 1]).
+        faces: [F, 3] int32/int64 indices into ``uvs``.
+        height, width: texture size.
+
+    Returns:
+        pix_to_face: [H, W] int32, -1 where no face covers the texel.
+        bary: [H, W, 3] barycentrics of the texel centre (affine in UV), 0 where empty.
+    """
+    torch._check(uvs.dim() == 2 and uvs.shape[1] == 2, lambda: f"eyefast.rasterize_uv: uvs must have shape [V, 2], got {tuple(uvs.shape)}")
+    u, v = uvs.detach().unbind(-1)
+    clip = torch.stack([2 * u - 1, 1 - 2 * v, torch.zeros_like(u), torch.ones_like(u)], -1).contiguous()
+    pix_to_face, bary, _ = rasterize(clip, faces, height, width, check=check)
+    return pix_to_face, bary
+
+
+def project_to_clip(points: torch.Tensor, K: torch.Tensor, w2c: torch.Tensor, height: int, width: int,
+                    near: float = 0.01, far: float = 1000.0) -> torch.Tensor:
+    """Clip-space vertices for :func:`rasterize` from the capture's pinhole camera.
+
+    With ``(x, y, z)`` the camera-space point (``w2c`` applied; x right, y down, z forward) and
+    ``u = (K[0,0] x + K[0,1] y) / z + K[0,2]``, ``v = K[1,1] y / z + K[1,2]`` its continuous
+    pixel coordinates exactly as :meth:`eyefast.data.Capture.project` computes them (pixel index
+    ``i`` covers ``[i, i + 1)``; the ray of pixel ``i`` passes through ``i + 0.5``), the result is
+    ``(x_c, y_c, z_c, w_c)`` with ``x_c / w_c = 2u / W - 1``, ``y_c / w_c = 2v / H - 1``, ``w_c = z``
+    and the OpenGL depth mapping ``z_c / w_c`` = -1 at ``z = near``, +1 at ``z = far``. So the
+    rasteriser's pixel ``(i, j)`` holds the surface seen along the capture's ray of pixel
+    ``(i, j)``, and its ``depth`` is the camera-space z.
+
+    Args:
+        points: [V, 3] world points.
+        K: [3, 3] intrinsics (``Capture.K``).
+        w2c: [4, 4] (or [3, 4]) world-to-camera (``Capture.w2c[frame]``).
+        height, width: image size (``Capture.H``, ``Capture.W``).
+        near, far: depth range in camera z (0 < near < far).
+
+    Returns:
+        [V, 4] clip-space vertices, dtype and device of ``points``; differentiable.
+    """
+    if not (0 < near < far):
+        raise ValueError(f"project_to_clip: need 0 < near < far, got near={near}, far={far}")
+    K = K.to(dtype=points.dtype, device=points.device)
+    w2c = w2c.to(dtype=points.dtype, device=points.device)
+    pc = points @ w2c[:3, :3].T + w2c[:3, 3]
+    x, y, z = pc.unbind(-1)
+    xc = (2.0 / width) * (K[0, 0] * x + K[0, 1] * y + K[0, 2] * z) - z
+    yc = (2.0 / height) * (K[1, 1] * y + K[1, 2] * z) - z
+    zc = ((far + near) * z - 2.0 * far * near) / (far - near)
+    return torch.stack([xc, yc, zc, z], -1).contiguous()
+
+
+def interpolate(attrs: torch.Tensor, faces: torch.Tensor, pix_to_face: torch.Tensor, bary: torch.Tensor, *,
+                check: bool = True) -> torch.Tensor:
+    """Interpolates per-vertex attributes at rasterised pixels.
+
+    ``out[p] = sum_k bary[p, k] * attrs[faces[pix_to_face[p], k]]``; 0 where ``pix_to_face`` is -1.
+
+    Args:
+        attrs: [V, C] float32/float64 per-vertex attributes.
+        faces: [F, 3] int32/int64.
+        pix_to_face: [...] int32 (e.g. [H, W] from :func:`rasterize`), -1 = empty.
+        bary: [..., 3] barycentrics, same dtype as ``attrs``.
+        check: raise a ``ValueError`` naming the first ``pix_to_face`` entry outside [-1, F) or
+            face with an index outside [0, V) (those pixels read as empty either way).
+
+    Returns:
+        [..., C]. Differentiable w.r.t. ``attrs`` and ``bary`` (backward kernel with atomic adds).
+    """
+    return torch.ops.eyefast.interpolate(attrs, faces, pix_to_face, bary, check)
+
+
+@torch.library.register_fake("eyefast::interpolate")
+def _interpolate_fake(attrs, faces, pix_to_face, bary, check=True):
+    torch._check(attrs.dim() == 2, lambda: "attrs must have shape [V, C]")
+    torch._check(bary.shape == (*pix_to_face.shape, 3), lambda: "bary must have shape [..., 3]")
+    return attrs.new_empty(*pix_to_face.shape, attrs.shape[1])
+
+
+@torch.library.register_fake("eyefast::interpolate_backward")
+def _interpolate_bwd_fake(attrs, faces, pix_to_face, bary, grad_out):
+    return torch.empty_like(attrs), torch.empty_like(bary)
+
+
+def _interpolate_setup(ctx, inputs, output):
+    attrs, faces, pix_to_face, bary, _check = inputs
+    ctx.save_for_backward(attrs, faces, pix_to_face, bary)
+
+
+def _interpolate_backward(ctx, g_out):
+    attrs, faces, pix_to_face, bary = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    if not (need[0] or need[3]):
+        return None, None, None, None, None
+    g_a, g_b = torch.ops.eyefast.interpolate_backward(attrs, faces, pix_to_face, bary, g_out)
+    return g_a if need[0] else None, None, None, g_b if need[3] else None, None
+
+
+torch.library.register_autograd("eyefast::interpolate", _interpolate_backward, setup_context=_interpolate_setup)

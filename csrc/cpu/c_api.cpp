@@ -2,6 +2,7 @@
 #include "eyefast/c_api.h"
 
 #include <string>
+#include <vector>
 
 #include "c_api_internal.h"
 #include "eyefast/launch.h"
@@ -63,6 +64,30 @@ int check_refract_args(const char* fn, const void* dirs, const void* normals, co
   return EYEFAST_OK;
 }
 
+int check_rasterize_args(const char* fn, const void* verts_clip, int64_t v, const void* faces, int64_t f,
+                         int32_t height, int32_t width, const void* pix_to_face, const void* bary, const void* depth) {
+  if (v < 0) return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": v must be >= 0, got " + std::to_string(v));
+  if (f < 0 || f >= INT32_MAX) {
+    return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": f must be in [0, 2^31 - 1), got " + std::to_string(f));
+  }
+  if (height < 0 || height > kRasterMaxSize) {
+    return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": height must be in [0, " + std::to_string(kRasterMaxSize) +
+                                            "], got " + std::to_string(height));
+  }
+  if (width < 0 || width > kRasterMaxSize) {
+    return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": width must be in [0, " + std::to_string(kRasterMaxSize) +
+                                            "], got " + std::to_string(width));
+  }
+  if (v > 0 && !verts_clip) return null_arg(fn, "verts_clip");
+  if (f > 0 && !faces) return null_arg(fn, "faces");
+  if (int64_t(height) * width > 0) {
+    if (!pix_to_face) return null_arg(fn, "pix_to_face");
+    if (!bary) return null_arg(fn, "bary");
+    if (!depth) return null_arg(fn, "depth");
+  }
+  return EYEFAST_OK;
+}
+
 }  // namespace capi
 }  // namespace eyefast
 
@@ -96,6 +121,19 @@ int eyefast_refract_f32(const float* dirs, const float* normals, const float* et
   CheckRecord rec;
   cpu::refract_forward<float>(dirs, normals, eta, 1, n, out, reflectance, tir, &rec);
   return capi::check_result(fn, rec, capi::kRefractTexts);
+}
+
+int eyefast_rasterize_f32(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f, int32_t height,
+                          int32_t width, int32_t* pix_to_face, float* bary, float* depth) {
+  const char* fn = "eyefast_rasterize_f32";
+  capi::clear();
+  if (int e = capi::check_rasterize_args(fn, verts_clip, v, faces, f, height, width, pix_to_face, bary, depth)) {
+    return e;
+  }
+  std::vector<unsigned long long> keys(static_cast<size_t>(int64_t(height) * width));
+  CheckRecord rec;
+  cpu::rasterize<float, int32_t>(verts_clip, v, faces, f, height, width, keys.data(), pix_to_face, bary, depth, &rec);
+  return capi::check_result(fn, rec, capi::kRasterTexts);
 }
 
 }  // extern "C"

@@ -5,6 +5,7 @@
 
 #include "eyefast/c_api.h"
 #include "eyefast/common.h"
+#include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
 #include "eyefast/refract.h"
 
@@ -49,12 +50,18 @@ inline constexpr FlagText kRefractTexts[] = {
     {kRF_EtaInvalid, "eta", "must be finite and > 0"},
 };
 
+inline constexpr FlagText kRasterTexts[] = {
+    {kRA_FacesOutOfRange, "faces", "has a vertex index outside [0, v)"},
+};
+
 // Shared argument checks of the CPU and CUDA entry points (EYEFAST_OK or a failure code).
 int check_ray_sphere_args(const char* fn, const void* origins, const void* dirs, int64_t n, const void* centers,
                           const void* radii, int32_t s, const void* t_near, const void* t_far, const void* index,
                           const void* normal);
 int check_refract_args(const char* fn, const void* dirs, const void* normals, const void* eta, int64_t n,
                        const void* out, const void* reflectance, const void* tir);
+int check_rasterize_args(const char* fn, const void* verts_clip, int64_t v, const void* faces, int64_t f,
+                         int32_t height, int32_t width, const void* pix_to_face, const void* bary, const void* depth);
 
 }  // namespace capi
 }  // namespace eyefast

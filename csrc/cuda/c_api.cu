@@ -62,4 +62,29 @@ int eyefast_refract_f32_cuda(const float* dirs, const float* normals, const floa
   });
 }
 
+int eyefast_rasterize_f32_cuda(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f, int32_t height,
+                               int32_t width, int32_t* pix_to_face, float* bary, float* depth, void* stream) {
+  const char* fn = "eyefast_rasterize_f32_cuda";
+  capi::clear();
+  if (int e = capi::check_rasterize_args(fn, verts_clip, v, faces, f, height, width, pix_to_face, bary, depth)) {
+    return e;
+  }
+  const size_t n_pix = static_cast<size_t>(int64_t(height) * width);
+  unsigned long long* keys = nullptr;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (n_pix > 0) {
+    cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&keys), n_pix * sizeof(unsigned long long), s);
+    if (e != cudaSuccess) return cuda_fail(fn, e);
+  }
+  int rc = run_checked(fn, stream, capi::kRasterTexts, [&](CheckRecord* rec) {
+    return cuda::rasterize<float, int32_t>(verts_clip, v, faces, f, height, width, keys, pix_to_face, bary, depth, rec,
+                                           stream);
+  });
+  if (keys) {
+    cudaError_t e = cudaFreeAsync(keys, s);
+    if (rc == EYEFAST_OK && e != cudaSuccess) return cuda_fail(fn, e);
+  }
+  return rc;
+}
+
 }  // extern "C"

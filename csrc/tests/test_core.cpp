@@ -9,6 +9,7 @@
 
 #include "eyefast/c_api.h"
 #include "eyefast/launch.h"
+#include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
 #include "eyefast/refract.h"
 
@@ -109,6 +110,33 @@ void test_refract_c_api() {
   EXPECT(eyefast_refract_f32(zero, normal, &eta, 1, out, &refl, &tir) == EYEFAST_ERROR_BAD_VALUE);
   EXPECT(std::strstr(eyefast_last_error(), "dirs") != nullptr);
 }
+void test_rasterize_c_api() {
+  // A full-screen quad at depth 2 (two triangles sharing the diagonal) and a small near triangle.
+  const int32_t H = 9, W = 13;
+  const float verts[] = {-2, -2, 0, 2,  2, -2, 0, 2,  2, 2, 0, 2,  -2, 2, 0, 2,  // quad, w = 2
+                         0, 0, 0, 1,    0.5f, 0, 0, 1, 0, 0.5f, 0, 1};          // NDC (0,0),(.5,0),(0,.5)
+  const int32_t faces[] = {0, 1, 2, 0, 2, 3, 4, 5, 6};
+  std::vector<int32_t> p2f(H * W, 99);
+  std::vector<float> bary(3 * H * W, -1.f), depth(H * W, -1.f);
+  EXPECT(eyefast_rasterize_f32(verts, 7, faces, 3, H, W, p2f.data(), bary.data(), depth.data()) == EYEFAST_OK);
+  int quad = 0, near = 0, bad = 0;
+  for (int p = 0; p < H * W; ++p) {
+    quad += p2f[p] == 0 || p2f[p] == 1;
+    near += p2f[p] == 2;
+    bad += p2f[p] < 0 || std::fabs(bary[3 * p] + bary[3 * p + 1] + bary[3 * p + 2] - 1.f) > 1e-6f;
+    bad += std::fabs(depth[p] - (p2f[p] == 2 ? 1.f : 2.f)) > 1e-6f;
+  }
+  EXPECT(bad == 0 && near > 0 && quad + near == H * W);
+  // Pixel (7, 5) has its centre at NDC (2 * 7.5 / 13 - 1, 2 * 5.5 / 9 - 1) = (0.154, 0.222): inside the near one.
+  EXPECT(p2f[5 * W + 7] == 2 && p2f[0] != 2);
+  const int32_t bad_faces[] = {0, 1, 2, 0, 2, 7};
+  EXPECT(eyefast_rasterize_f32(verts, 7, bad_faces, 2, H, W, p2f.data(), bary.data(), depth.data()) ==
+         EYEFAST_ERROR_BAD_VALUE);
+  EXPECT(std::strstr(eyefast_last_error(), "faces") != nullptr);
+  EXPECT(eyefast_rasterize_f32(verts, 7, faces, 3, -1, W, p2f.data(), bary.data(), depth.data()) ==
+         EYEFAST_ERROR_BAD_SIZE);
+  EXPECT(std::strstr(eyefast_last_error(), "height") != nullptr);
+}
 }  // namespace
 
 int main() {
@@ -116,6 +144,7 @@ int main() {
   test_accumulate_sums();
   test_ray_sphere_c_api();
   test_refract_c_api();
+  test_rasterize_c_api();
   if (g_failures) {
     std::fprintf(stderr, "%d check(s) failed\n", g_failures);
     return 1;

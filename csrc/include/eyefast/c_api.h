@@ -48,6 +48,15 @@ EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32(const float* origins, cons
 EYEFAST_C_EXPORT int eyefast_refract_f32(const float* dirs, const float* normals, const float* eta, int64_t n,
                                         float* out, float* reflectance, uint8_t* tir);
 
+/* Triangle rasterisation with a depth test (see eyefast/raster.h for the conventions: NDC y = -1 is
+ * the top row, pixel centres at +0.5, faces culled at the near plane, not clipped).
+ * verts_clip: [v,4] clip-space (x, y, z, w); faces: [f,3] vertex indices;
+ * outputs pix_to_face: [height*width] (-1 = empty), bary: [height*width,3] perspective-correct,
+ * depth: [height*width] view depth w (0 = empty). A face with an index outside [0, v) is an error. */
+EYEFAST_C_EXPORT int eyefast_rasterize_f32(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f,
+                                          int32_t height, int32_t width, int32_t* pix_to_face, float* bary,
+                                          float* depth);
+
 /* CUDA twins: device pointers, stream = cudaStream_t. */
 EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32_cuda(const float* origins, const float* dirs, int64_t n,
                                                           const float* centers, const float* radii, int32_t s,
@@ -55,6 +64,10 @@ EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32_cuda(const float* origins,
                                                           float* normal, void* stream);
 EYEFAST_C_EXPORT int eyefast_refract_f32_cuda(const float* dirs, const float* normals, const float* eta, int64_t n,
                                              float* out, float* reflectance, uint8_t* tir, void* stream);
+/* Allocates its [height*width] 64-bit scratch with cudaMallocAsync on the stream. */
+EYEFAST_C_EXPORT int eyefast_rasterize_f32_cuda(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f,
+                                               int32_t height, int32_t width, int32_t* pix_to_face, float* bary,
+                                               float* depth, void* stream);
 
 /* 1 when the library was built with the CUDA launchers, else 0. */
 EYEFAST_C_EXPORT int eyefast_has_cuda(void);

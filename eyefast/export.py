@@ -70,6 +70,8 @@ __all__ = ["ExportError", "export_run", "main", "build_parser", "sdf_volume", "e
            "visible_faces", "unwrap", "vertex_tangents", "write_obj", "load_trainer"]
 
 DEFAULT_CHUNK = 1 << 18
+DEFAULT_UV_SIZE = 2048
+DEFAULT_MC_RES = 256
 GAMMA_TEX = 2.2  # diffuse.png = albedo ** (1 / 2.2)
 EYE_SPECULAR, EYE_ROUGHNESS = 0.2, 0.05  # SPEC 2: fixed eye BRDF
 F0_SCALE = 0.08  # F0 = 0.08 * specular (SPEC 3)
@@ -563,7 +565,7 @@ def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, si
     Fs = np.asarray(sph.faces, dtype=np.int64)
     dev = cap.device
     cen = torch.as_tensor(V[Fs].mean(1), dtype=torch.float32, device=dev)
-    fn = torch.as_tensor(np.asarray(sph.face_normals), dtype=torch.float32, device=dev)
+    fn = torch.as_tensor(np.array(sph.face_normals), dtype=torch.float32, device=dev)
     seen = torch.zeros(len(Fs), dtype=torch.bool, device=dev)
     for i in range(cap.n_frames):
         to_cam = cap.cam_centers[i] - cen
@@ -673,6 +675,12 @@ def _patch_glb(data: bytes) -> bytes:
             a = p.get("attributes", {})
             if "_TANGENT" in a:
                 a["TANGENT"] = a.pop("_TANGENT")
+            # bufferView targets (a hint of the Khronos validator): vertex data / index data
+            views = js.get("bufferViews", [])
+            accs = js.get("accessors", [])
+            for acc, target in [(i, 34962) for i in a.values()] + [(p.get("indices"), 34963)]:
+                if acc is not None and "bufferView" in accs[acc]:
+                    views[accs[acc]["bufferView"]].setdefault("target", target)
     used = set(js.get("extensionsUsed", []))
     for mat in js.get("materials", []):
         ext = mat.setdefault("extensions", {})
@@ -767,7 +775,9 @@ def render_preview(trainer, face: dict, eyes: dict, path: str, long_side: int = 
     d0 = F.normalize(cam - centre, dim=0)
     right, up = c2w[:3, 0], -c2w[:3, 1]
     ang = math.radians(50)
-    lights = [d0, _rot(d0, up, -ang), _rot(d0, up, ang), _rot(d0, right, ang), _rot(d0, right, -ang)]
+    # camera frame x right, y down: rotating d0 about `up` by +ang moves the light to the viewer's right,
+    # about `right` by +ang moves it down
+    lights = [d0, _rot(d0, up, -ang), _rot(d0, up, ang), _rot(d0, right, -ang), _rot(d0, right, ang)]
     color = torch.as_tensor(list(cfg.light.color), dtype=torch.float32)
     inten = float(cfg.light.intensity) * float(model.light_scale.detach().cpu())
     seen = model.frame_seen.detach().cpu()
@@ -799,12 +809,12 @@ def load_trainer(config: str, ckpt: str, overrides=(), device=None, quiet: bool 
     from . import config as config_mod
     from .train import Trainer
 
-    if not os.path.isfile(ckpt):
-        raise FileNotFoundError(f"checkpoint '{ckpt}' does not exist")
     ov = list(overrides)
     if device is not None:
         ov.append(f"device={device}")
     cfg = config_mod.load(config, ov)
+    if not os.path.isfile(ckpt):
+        raise FileNotFoundError(f"checkpoint '{ckpt}' does not exist")
     tr = Trainer(cfg, quiet=quiet)
     tr.load(ckpt, weights_only_model=True)
     return tr
@@ -817,9 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--run", help="run folder <workspace>/<name>: its config.yaml and latest.pth (default --out RUN/export)")
     ap.add_argument("--ckpt", help="checkpoint (with CONFIG: required; with --run: default RUN/latest.pth)")
     ap.add_argument("--out", help="output folder (default: <workspace>/<name>/export)")
-    ap.add_argument("--uv-size", type=int, default=2048, help="face texture size (default 2048)")
+    ap.add_argument("--uv-size", type=int, default=DEFAULT_UV_SIZE, help=f"face texture size (default {DEFAULT_UV_SIZE})")
     ap.add_argument("--eye-uv-size", type=int, default=None, help="eye texture size (default uv-size / 2)")
-    ap.add_argument("--mc-res", type=int, default=256, help="marching-cubes grid resolution (default 256)")
+    ap.add_argument("--mc-res", type=int, default=DEFAULT_MC_RES,
+                    help=f"marching-cubes grid resolution (default {DEFAULT_MC_RES})")
     ap.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help=f"points per network query (default {DEFAULT_CHUNK})")
     ap.add_argument("--device", help="cpu, cuda, cuda:N, N or auto (default: the config's device)")
     ap.add_argument("--preview", action="store_true", help="also write preview.png (relit renders)")

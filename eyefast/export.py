@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["ExportError", "export_run", "main", "build_parser", "sdf_volume", "extract_face_mesh",
-           "visible_faces", "unwrap", "vertex_tangents", "write_obj", "load_trainer"]
+           "visible_faces", "clipped_face_mesh", "unwrap", "vertex_tangents", "write_obj", "load_trainer"]
 
 DEFAULT_CHUNK = 1 << 18
 DEFAULT_UV_SIZE = 2048
@@ -225,6 +225,41 @@ def keep_largest_component(mesh):
     return mesh
 
 
+def clipped_face_mesh(model, cap, bound: float, mc_res: int = 256, chunk: int = DEFAULT_CHUNK, quiet: bool = True,
+                      times: dict | None = None):
+    """The face mesh of SPEC 6 (and of stage 2 of SPEC 5): marching cubes of the face SDF at ``mc_res``^3,
+    decimated by half, only the faces seen inside the foreground masks of ``cap``'s views, the largest
+    connected component, small holes filled. Returns ``(trimesh.Trimesh, stats)`` (face counts per stage);
+    ``times`` (a dict) receives the seconds of each stage."""
+    import trimesh
+
+    times = {} if times is None else times
+    stats = {}
+    t0 = time.perf_counter()
+    mesh = extract_face_mesh(model, bound, mc_res, chunk, quiet)
+    stats["faces_marching_cubes"] = int(len(mesh.faces))
+    t1 = time.perf_counter()
+    times["marching_cubes"] = round(t1 - t0, 3)
+    mesh = decimate_half(mesh, quiet)
+    stats["faces_decimated"] = int(len(mesh.faces))
+    t2 = time.perf_counter()
+    times["decimate"] = round(t2 - t1, 3)
+    seen = visible_faces(mesh.vertices, mesh.faces, cap, tol=2.0 * bound / mc_res, quiet=quiet)
+    if not seen.any():
+        raise ExportError("no face of the extracted mesh is seen inside the foreground masks of the training views "
+                          f"(capture '{cap.root}'); check the masks and cameras, or train longer")
+    mesh.update_faces(seen)
+    mesh.remove_unreferenced_vertices()
+    stats["faces_visible"] = int(len(mesh.faces))
+    mesh = keep_largest_component(mesh)
+    stats["faces_largest_component"] = int(len(mesh.faces))
+    trimesh.repair.fill_holes(mesh)
+    stats["faces"] = int(len(mesh.faces))
+    stats["vertices"] = int(len(mesh.vertices))
+    times["clip"] = round(time.perf_counter() - t2, 3)
+    return mesh, stats
+
+
 # ============================================================================ UVs and baking
 def unwrap(verts: np.ndarray, faces: np.ndarray, size: int, padding: int):
     """xatlas UV atlas for a ``size`` x ``size`` texture. Returns ``(vmapping [V'], faces [F, 3],
@@ -246,6 +281,9 @@ def unwrap(verts: np.ndarray, faces: np.ndarray, size: int, padding: int):
         atlas.add_mesh(np.ascontiguousarray(verts, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.uint32))
         atlas.generate(co, po)
         tries += 1
+    if atlas.atlas_count > 1:
+        warnings.warn(f"xatlas needed {atlas.atlas_count} atlases for a {size}^2 texture; UV charts overlap "
+                      "(use a larger --uv-size)", stacklevel=2)
     vmap, idx, uvs = atlas.get_mesh(0)
     return vmap.astype(np.int64), idx.astype(np.int64), np.clip(uvs.astype(np.float32), 0.0, 1.0)
 
@@ -420,27 +458,9 @@ def export_run(trainer, out_dir: str, uv_size: int = 2048, mc_res: int = 256, pr
 
     t0 = time.perf_counter()
     # ---------------------------------------------------------------- face mesh
-    mesh = extract_face_mesh(model, bound, mc_res, chunk_size, quiet)
-    stats["faces_marching_cubes"] = int(len(mesh.faces))
-    t0 = tick("marching_cubes", t0)
-    mesh = decimate_half(mesh, quiet)
-    stats["faces_decimated"] = int(len(mesh.faces))
-    t0 = tick("decimate", t0)
-    seen = visible_faces(mesh.vertices, mesh.faces, cap, tol=2.0 * bound / mc_res, quiet=quiet)
-    if not seen.any():
-        raise ExportError("no face of the extracted mesh is seen inside the foreground masks of the training views "
-                          f"(capture '{cap.root}'); check the masks and cameras, or train longer")
-    mesh.update_faces(seen)
-    mesh.remove_unreferenced_vertices()
-    stats["faces_visible"] = int(len(mesh.faces))
-    mesh = keep_largest_component(mesh)
-    stats["faces_largest_component"] = int(len(mesh.faces))
-    import trimesh
-
-    trimesh.repair.fill_holes(mesh)
-    stats["faces"] = int(len(mesh.faces))
-    stats["vertices"] = int(len(mesh.vertices))
-    t0 = tick("clip", t0)
+    mesh, st = clipped_face_mesh(model, cap, bound, mc_res, chunk_size, quiet, times)
+    stats.update(st)
+    t0 = time.perf_counter()
     V = np.asarray(mesh.vertices, dtype=np.float64)
     Fc = np.asarray(mesh.faces, dtype=np.int64)
     paths["mesh"] = os.path.join(out_dir, "mesh.obj")

@@ -277,7 +277,7 @@ def test_glb_loads_and_its_tangent_space_normal_map_gives_the_world_normals(anal
     T4 = ops.interpolate(torch.as_tensor(tan.copy()), f, p2f, bary)[valid]
     T = F.normalize(T4[:, :3] - N * (N * T4[:, :3]).sum(-1, keepdim=True), dim=-1)
     B = torch.where(T4[:, 3:] >= 0, 1.0, -1.0) * torch.linalg.cross(N, T)
-    nts = torch.as_tensor(np.asarray(mat.normalTexture), dtype=torch.float32)[..., :3] / 255 * 2 - 1
+    nts = torch.as_tensor(np.array(mat.normalTexture), dtype=torch.float32)[..., :3] / 255 * 2 - 1
     nts = nts[valid]
     world = F.normalize(nts[:, :1] * T + nts[:, 1:2] * B + nts[:, 2:3] * N, dim=-1)
     ref = F.normalize(torch.as_tensor(_png(os.path.join(out, "normal.png")), dtype=torch.float32)[valid] * 2 - 1, dim=-1)

@@ -59,14 +59,18 @@ cuda-check: venv
 
 test: pytest ctest cuda-check
 
+DEMO_RUN := workspace/synth_demo
 demo: build
 	@test -f $(DEMO_DATA)/transforms.json || $(PY) -m eyefast.synth $(DEMO_DATA) --preset demo
-	@if $(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('eyefast.train') is None)"; then \
-	  $(PY) -m eyefast.demo --capture $(DEMO_DATA); \
-	else \
-	  echo "The synthetic demo capture is in $(DEMO_DATA) (images, masks, config.yaml, gt/)."; \
-	  echo "Training (python -m eyefast.train) is not there yet: it lands with the training issue."; \
+	@# resumes (or returns at once) when a previous demo run left latest.pth
+	$(PY) -m eyefast.train $(DEMO_DATA)/config.yaml --workspace workspace \
+	  $$(test -f $(DEMO_RUN)/latest.pth && echo --resume $(DEMO_RUN)/latest.pth)
+	@if $(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('eyefast.export') is None)"; then \
+	  $(PY) -m eyefast.export --run $(DEMO_RUN) --preview; \
 	fi
+	$(PY) -m eyefast.evaluate --workspace $(DEMO_RUN) --json $(DEMO_RUN)/eval.json
+	@echo "demo done: capture $(DEMO_DATA); run $(DEMO_RUN) (checkpoints, scalars.csv, vis/*.png previews,"
+	@echo "           eval.json$$(test -d $(DEMO_RUN)/export && echo ', export/: mesh_uv.obj, textures, head.glb'))"
 
 bench: build
 	$(PY) -m benchmarks.run

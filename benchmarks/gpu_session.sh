@@ -53,7 +53,7 @@ step "compute-sanitizer memcheck (CUDA kernel tests)"
 PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout "$STAGE_TIMEOUT" compute-sanitizer --tool memcheck --leak-check no \
   --target-processes all --error-exitcode 9 \
   python3 -m pytest -q -p no:cacheprovider tests/test_ray_sphere.py tests/test_refract.py tests/test_c_api.py \
-  tests/test_volrend.py tests/test_occupancy.py -k "$SANITIZE_K" > "$OUT/sanitizer_memcheck.log" 2>&1
+  tests/test_volrend.py tests/test_occupancy.py tests/test_raster.py -k "$SANITIZE_K" > "$OUT/sanitizer_memcheck.log" 2>&1
 rc=$?; tail -6 "$OUT/sanitizer_memcheck.log"; echo "memcheck exit $rc"; [ $rc = 0 ] || status=1
 
 step "compute-sanitizer racecheck (shared-memory accumulation in the backward kernels)"

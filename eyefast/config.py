@@ -137,6 +137,8 @@ TRAIN_DEFAULTS = {
     "vis_freq": ("int", 2500),
     "mesh_render": ("bool", True),
     "mesh_render_iter": ("int", 15000),
+    # eyefast addition: marching-cubes resolution of the stage-2 face mesh (SPEC: 256)
+    "mesh_resolution": ("int", 256),
     # eyefast additions: Adam learning rate (SPEC: 1e-3) and the seed of every random draw
     "lr": ("float", 1e-3),
     "seed": ("int", 0),

@@ -216,17 +216,64 @@ class OccupancyGrid(torch.nn.Module):
                 indices = self.grid_indices
             else:
                 indices = self._sample_uniform_and_occupied_cells(self.cells_per_lvl // 4, lvl, generator)
+            cell_ids = lvl * self.cells_per_lvl + indices
+            visible = self.occs[cell_ids] >= 0  # cells marked invisible (-1) stay out
+            if not bool(visible.all()):
+                indices, cell_ids = indices[visible], cell_ids[visible]
             coords = self.grid_coords[indices].to(torch.float32)
             jitter = torch.rand(coords.shape, device=coords.device, generator=generator)
             x = (coords + jitter) / self.resolution
             box = self.aabbs[lvl]
             x = box[:3] + x * (box[3:] - box[:3])
-            occ = occ_eval_fn(x).reshape(-1).to(self.occs.dtype)
-            cell_ids = lvl * self.cells_per_lvl + indices
+            occ = occ_eval_fn(x).reshape(-1).to(self.occs.dtype) if indices.numel() else self.occs[:0]
             self.occs[cell_ids] = torch.maximum(self.occs[cell_ids] * ema_decay, occ)
         valid = self.occs[self.occs >= 0]
         thre = torch.clamp(valid.mean(), max=occ_thre) if valid.numel() else torch.tensor(occ_thre)
         self.binaries.copy_((self.occs > thre).view(self.binaries.shape))
 
-    def mark_invisible_cells(self, *args, **kwargs):  # pragma: no cover - not needed by eyefast yet
-        raise NotImplementedError("OccupancyGrid.mark_invisible_cells is not implemented")
+    @torch.no_grad()
+    def mark_invisible_cells(self, K: torch.Tensor, c2w: torch.Tensor, width: int, height: int,
+                             near_plane: float = 0.0, chunk: int = 32 ** 3) -> None:
+        """Marks the cells no camera sees (nerfacc 0.5 semantics): their ``occs`` become -1, so
+        they are never evaluated, never occupied and never sampled.
+
+        Args:
+            K: ``[3, 3]`` or ``[n_cams, 3, 3]`` pinhole intrinsics.
+            c2w: ``[n_cams, 3, 4]`` (or ``[n_cams, 4, 4]``) camera-to-world, OpenCV convention
+                (x right, y down, z forward: eyefast's converted cameras).
+            width, height: image size in pixels.
+            near_plane: cells with camera depth below this are not seen by that camera.
+            chunk: cells per batch.
+
+        A cell counts as seen when its centre projects inside the image of a camera, in front of
+        its near plane (as nerfacc: centres only, no occlusion).
+        """
+        c2w = torch.as_tensor(c2w, dtype=torch.float32, device=self.occs.device)
+        K = torch.as_tensor(K, dtype=torch.float32, device=self.occs.device)
+        if c2w.dim() != 3 or c2w.shape[1] not in (3, 4) or c2w.shape[2] != 4:
+            raise ValueError(f"mark_invisible_cells: c2w must be [n_cams, 3, 4], got {tuple(c2w.shape)}")
+        if K.dim() == 2:
+            K = K.expand(c2w.shape[0], 3, 3)
+        if K.shape != (c2w.shape[0], 3, 3):
+            raise ValueError(f"mark_invisible_cells: K must be [3, 3] or [n_cams, 3, 3], got {tuple(K.shape)}")
+        if not (torch.isfinite(c2w).all() and torch.isfinite(K).all()):
+            raise ValueError("mark_invisible_cells: K and c2w must be finite")
+        R, t = c2w[:, :3, :3], c2w[:, :3, 3]
+        w2c_R = R.transpose(1, 2)
+        w2c_t = -(w2c_R @ t[:, :, None])[:, :, 0]
+        lvl_indices = self.grid_indices
+        for lvl in range(self.levels):
+            box = self.aabbs[lvl]
+            for s in range(0, self.cells_per_lvl, chunk):
+                idx = lvl_indices[s:s + chunk]
+                x = box[:3] + (self.grid_coords[idx].to(torch.float32) + 0.5) / self.resolution * (box[3:] - box[:3])
+                seen = torch.zeros(idx.shape[0], dtype=torch.bool, device=x.device)
+                for c in range(c2w.shape[0]):
+                    pc = x @ w2c_R[c].T + w2c_t[c]
+                    z = pc[:, 2]
+                    uv = (pc @ K[c].T)[:, :2] / z.clamp_min(1e-12)[:, None]
+                    seen |= ((z > near_plane) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0)
+                             & (uv[:, 1] < height))
+                cell_ids = lvl * self.cells_per_lvl + idx
+                self.occs[cell_ids[~seen]] = -1.0
+        self.binaries &= (self.occs >= 0).view(self.binaries.shape)

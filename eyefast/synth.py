@@ -499,11 +499,11 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
                     "grid_resolution": 32, "grid_update_freq": 16}
         network = {"num_levels": 8, "level_dim": 2, "geo_feat_dim": 15, "neighbor_eps": 0.01}
     else:
-        # sized for 2 CPU cores: ~10 minutes (65k samples per step; a 64^3 occupancy grid)
+        # sized for 2 CPU cores: minutes (65k samples per step; a 64^3 occupancy grid)
         train = {
-            "max_steps": 1200, "init_level": 4, "level_grow_iter": 60, "warmup_steps": 100,
-            "milestones": [800, 1050], "save_freq": 400, "val_freq": 400, "vis_freq": 200,
-            "mesh_render": False, "mesh_render_iter": 1000,
+            "max_steps": 800, "init_level": 4, "level_grow_iter": 40, "warmup_steps": 100,
+            "milestones": [500, 700], "save_freq": 400, "val_freq": 400, "vis_freq": 200,
+            "mesh_render": False, "mesh_render_iter": 700,
         }
         renderer = {"sample_batch_size": 65536, "render_n_samples": 512, "chunk_size": 8192, "max_num_ray": 8192,
                     "grid_resolution": 64, "grid_update_freq": 16}

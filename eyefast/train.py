@@ -41,6 +41,7 @@ from . import config as config_mod
 from .data import Capture
 from .metrics import psnr as psnr_fn, ssim as ssim_fn
 from .model import HeadModel
+from .reference import shading as S
 from .render import render_image, render_rays, step_size
 
 __all__ = ["Trainer", "main", "parse_device", "atomic_save", "load_checkpoint"]
@@ -157,11 +158,11 @@ class Trainer:
         self.device = parse_device(cfg.device if device is None else device)
         self.quiet = quiet
         self.ops = backends.get(cfg.ops_backend)
+        if cfg.eye_model != "sphere":
+            raise ValueError(f"config key 'eye_model': {cfg.eye_model!r} (the refractive eye) is not in the trainer yet; "
+                             "use eye_model: sphere")
         if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
             self._say("loss.w_lpips: LPIPS weights cannot be downloaded here; the perceptual term is skipped")
-        if cfg.train.mesh_render:
-            self._say("train.mesh_render: stage 2 (mesh rasterisation) is not in this version; "
-                      "training continues with volume rendering to max_steps")
         self.train_cap = Capture.from_config(cfg, "train", device=self.device)
         try:
             self.val_cap = Capture.from_config(cfg, "val", device=self.device)
@@ -175,6 +176,8 @@ class Trainer:
         from .occupancy import OccupancyGrid
 
         self.grid = OccupancyGrid([-b, -b, -b, b, b, b], resolution=cfg.renderer.grid_resolution).to(self.device)
+        cap = self.train_cap  # space no training camera sees stays empty
+        self.grid.mark_invisible_cells(cap.K, cap.c2w[:, :3, :], cap.W, cap.H)
         self.step_size = step_size(cfg)
         self.light = {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -191,6 +194,7 @@ class Trainer:
                 self.ldm[k] = torch.tensor(v, dtype=torch.float32, device=self.device)
         self.run_dir = os.path.join(cfg.workspace, cfg.name)
         self._stop = False
+        self.stage2 = None  # dict once stage 2 (mesh rendering) has started
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -212,8 +216,14 @@ class Trainer:
         return torch.cat(out)
 
     # ------------------------------------------------------------------ one step
+    def in_stage2(self) -> bool:
+        t = self.cfg.train
+        return bool(t.mesh_render) and self.step >= t.mesh_render_iter
+
     def train_step(self) -> dict:
         """One optimisation step; returns its scalars (floats)."""
+        if self.in_stage2():
+            return self._stage2_step()
         cfg, model = self.cfg, self.model
         L = cfg.loss
         model.train()
@@ -287,6 +297,87 @@ class Trainer:
         w = torch.where(b["hair_mask"][sel] > 0.5, cfg.loss.w_eps_n_smooth, cfg.loss.w_eps_n)
         return (w * (1.0 - (n1 * n2).sum(-1))).sum() / max(1, b["mask"].shape[0])
 
+    # ------------------------------------------------------------------ stage 2: mesh rendering
+    def _stage2_prepare(self, mesh_verts=None, mesh_faces=None) -> None:
+        """SPEC 5, stage 2: the face mesh (marching cubes at ``train.mesh_resolution``^3, decimated by half,
+        only faces seen inside the training masks, largest component, small holes filled), rasterised once
+        in every training view; the covered pixels inside the mask and outside the eyes, with their surface
+        point and SDF normal, are what stage 2 trains the material on."""
+        from . import ops
+
+        cap, model = self.train_cap, self.model
+        if mesh_verts is None:
+            from .export import clipped_face_mesh
+
+            self._say(f"stage 2: extracting the face mesh at {self.cfg.train.mesh_resolution}^3")
+            mesh, stats = clipped_face_mesh(model, cap, self.cfg.data.bound, self.cfg.train.mesh_resolution,
+                                            quiet=self.quiet)
+            mesh_verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
+            mesh_faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
+            self._say(f"stage 2: {stats['faces']} faces; training the material on the mesh")
+        v = mesh_verts.to(self.device).contiguous()
+        f = mesh_faces.to(self.device).contiguous()
+        c = v.mean(0)
+        dist = float((cap.cam_centers - c).norm(dim=-1).max())
+        near, far = 1e-3 * dist, 1e3 * dist + 10.0 * self.cfg.data.bound
+        pts, frames, pix = [], [], []
+        ys, xs = torch.meshgrid(torch.arange(cap.H, device=self.device), torch.arange(cap.W, device=self.device),
+                                indexing="ij")
+        for i in range(cap.n_frames):
+            clip = ops.project_to_clip(v, cap.K, cap.w2c[i], cap.H, cap.W, near=near, far=far)
+            p2f, bary, _ = ops.rasterize(clip, f, cap.H, cap.W)
+            keep = ((p2f >= 0) & (cap.masks["mask"][i] > 127) & (cap.masks["leye_mask"][i] <= 127)
+                    & (cap.masks["reye_mask"][i] <= 127))
+            x = ops.interpolate(v, f, p2f, bary)[keep]
+            pts.append(x)
+            frames.append(torch.full((x.shape[0],), i, dtype=torch.long, device=self.device))
+            pix.append(torch.stack([xs[keep], ys[keep]], -1))
+        pts = torch.cat(pts)
+        if pts.shape[0] == 0:
+            raise RuntimeError("stage 2: the face mesh covers no masked pixel of the training views")
+        normals = torch.cat([F.normalize(model.face_with_gradient(pts[s:s + 65536], False)[2], dim=-1)
+                             for s in range(0, pts.shape[0], 65536)])
+        self.stage2 = {"verts": mesh_verts.cpu(), "faces": mesh_faces.cpu(), "points": pts, "normals": normals,
+                       "frames": torch.cat(frames), "pixels": torch.cat(pix)}
+
+    def _stage2_step(self) -> dict:
+        """Stage 2: only the material (and the shading constants: light scale, SH ambient and occlusion)
+        trains, on the fixed mesh: L1 + the hair and specular-prior terms (``w_abdmm_refine``)."""
+        if self.stage2 is None:
+            self._stage2_prepare()
+        cfg, model, st = self.cfg, self.model, self.stage2
+        L = cfg.loss
+        model.train()
+        n = min(cfg.renderer.max_num_ray, st["points"].shape[0])
+        sel = torch.randint(0, st["points"].shape[0], (n,), generator=self.generator).to(self.device)
+        x, nrm, fr = st["points"][sel], st["normals"][sel], st["frames"][sel]
+        cap = self.train_cap
+        b = cap.gather(fr, st["pixels"][sel])
+        fids = cap.frame_ids.to(self.device)[fr]
+        model.frame_seen[fids] = True
+        albedo, spec, rough = model.material(x)
+        shade = S.shade_colocated(x, nrm, b["rays_o"], albedo, spec[:, None], rough[:, None], self.light["color"],
+                                  self.light["intensity"], model.light_scale, model.sh_coeffs, model.sh_beta,
+                                  model.occlusion(fids)[:, None], model.sh_scale)
+        target, hair = b["rgb"], b["hair_mask"]
+        m = b["mask"] * (1.0 - hair)
+        terms = {"l1": (shade["rgb"] - target).abs().mean(), "reg_diff": (spec * hair).mean(),
+                 "abdmm_refine": (spec * model.light_scale * m - b["specular_bfm"] * m).abs().mean()}
+        loss = L.w_l1 * terms["l1"] + L.w_reg_diff * terms["reg_diff"] + L.w_abdmm_refine * terms["abdmm_refine"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # parameters outside the graph keep grad None: Adam leaves them untouched
+        self.optimizer.step()
+        self.scheduler.step()
+        with torch.no_grad():
+            g = 1.0 / cfg.light.gamma
+            mse = float(((shade["rgb"].clamp(0, 1) ** g - target ** g) ** 2).mean())
+        self.step += 1
+        return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
+                "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": n, "n_samples": n,
+                "lr": self.scheduler.get_last_lr()[0], "stage": 2, "light_scale": model.light_scale.item()}
+
     # ------------------------------------------------------------------ validation / previews
     @torch.no_grad()
     def render_view(self, cap: Capture, i: int) -> dict:
@@ -345,6 +436,8 @@ class Trainer:
             "n_rays": self.n_rays,
             "metrics": dict(self.metrics),
             "config": self.cfg.to_dict(),
+            "stage2_mesh": None if self.stage2 is None else {"verts": self.stage2["verts"],
+                                                              "faces": self.stage2["faces"]},
         }
 
     def save(self, path: str) -> None:
@@ -359,6 +452,9 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' does not match this config's model: {e}") from None
         self.step = int(ck["step"])
         self.metrics = dict(ck.get("metrics", {}))
+        self.stage2 = None
+        if ck.get("stage2_mesh") is not None:
+            self._stage2_prepare(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"])
         if weights_only_model:
             return
         self.optimizer.load_state_dict(ck["optimizer"])
@@ -411,7 +507,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
                                 rays_s=f"{res['rays_per_s']:.0f}", refresh=False)
                 if t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps):
-                    v = self.validate()
+                    v = self.validate(max_views=8)
                     self.metrics.update(v)
                     log.log(step, v)
                     with open(os.path.join(self.run_dir, "val.json"), "w") as f:
@@ -421,7 +517,8 @@ class Trainer:
                     self.preview(os.path.join(self.run_dir, "vis", f"step_{step:06d}.png"))
                 if t.save_freq > 0 and step % t.save_freq == 0:
                     self.save(os.path.join(self.run_dir, "checkpoints", f"step_{step:06d}.pth"))
-                if step % max(1, min(t.save_freq, 100)) == 0 or step == max_steps:
+                latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
+                if step % latest_every == 0 or step == max_steps:
                     self.save(os.path.join(self.run_dir, "latest.pth"))
             if self._stop:
                 self.save(os.path.join(self.run_dir, "latest.pth"))

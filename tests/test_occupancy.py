@@ -222,3 +222,35 @@ def test_opcheck_and_compile():
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     for a, b in zip(compiled(o, d), f(o, d)):
         assert torch.equal(a, b)
+
+
+def test_mark_invisible_cells():
+    from eyefast import OccupancyGrid
+
+    grid = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16)
+    # one camera at z = -3 looking along +z (OpenCV: x right, y down, z forward) with a narrow view
+    c2w = torch.eye(4)[None, :3, :].clone()
+    c2w[0, 2, 3] = -3.0
+    K = torch.tensor([[40.0, 0.0, 16.0], [0.0, 40.0, 16.0], [0.0, 0.0, 1.0]])
+    grid.mark_invisible_cells(K, c2w, 32, 32)
+    r = 16
+    centres = (grid.grid_coords.float() + 0.5) / r * 2 - 1
+    z = centres[:, 2] + 3.0
+    u = centres[:, 0] / z * 40 + 16
+    v = centres[:, 1] / z * 40 + 16
+    expect_seen = (u >= 0) & (u < 32) & (v >= 0) & (v < 32)
+    assert 0 < int(expect_seen.sum()) < r ** 3
+    assert torch.equal(grid.occs >= 0, expect_seen)
+    # invisible cells stay empty and are never evaluated by the update
+    grid.train()
+    seen_points = []
+
+    def occ_fn(x):
+        seen_points.append(x)
+        return torch.ones(x.shape[0])
+
+    grid.update_every_n_steps(0, occ_fn, warmup_steps=1)
+    assert sum(p.shape[0] for p in seen_points) == int(expect_seen.sum())
+    assert torch.equal(grid.binaries.reshape(-1), expect_seen)
+    with pytest.raises(ValueError, match="c2w"):
+        grid.mark_invisible_cells(K, torch.eye(3), 32, 32)

@@ -418,3 +418,31 @@ def test_c_api_matches_op():
     code = lib.eyefast_rasterize_f32(v.ctypes.data_as(f32p), len(v), f.ctypes.data_as(i32p), len(f), H, W,
                                      p2f.ctypes.data_as(i32p), bary.ctypes.data_as(f32p), depth.ctypes.data_as(f32p))
     assert code == 3 and b"faces" in lib.eyefast_last_error()
+
+
+def test_fuzz_matches_reference_and_never_crashes():
+    """Random meshes with extreme coordinates (near and beyond the guard band, huge and tiny w,
+    infinities, NaNs, out-of-range indices with check=False): kernel == reference, no crash."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    special = st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-30, 4096.0, 2.0**20, -(2.0**21), 1e30, float("inf"),
+                               float("nan")])
+    coord = st.one_of(st.floats(-3, 3, allow_nan=False, width=32), special)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(1, 12), st.integers(0, 16), st.integers(1, 9), st.integers(1, 9), st.data())
+    def run(v, f, h, w, data):
+        vals = data.draw(st.lists(coord, min_size=4 * v, max_size=4 * v))
+        clip = torch.tensor(vals, dtype=torch.float32).reshape(v, 4)
+        clip[:, 3] = torch.where(torch.rand(v) < 0.8, clip[:, 3].abs(), clip[:, 3])
+        faces = torch.tensor(data.draw(st.lists(st.integers(-1, v), min_size=3 * f, max_size=3 * f)),
+                             dtype=torch.int64).reshape(f, 3)
+        out = ops.rasterize(clip, faces, h, w, check=False)
+        exp = ref.rasterize(clip, faces, h, w)
+        assert torch.equal(out[0], exp[0])
+        for a, b in zip(out[1:], exp[1:]):
+            assert torch.equal(torch.isnan(a), torch.isnan(b))
+            assert torch.allclose(a[~torch.isnan(a)], b[~torch.isnan(b)], rtol=1e-5, atol=1e-6, equal_nan=True)
+
+    run()

@@ -189,3 +189,28 @@ def test_evaluate_reports_the_metrics(tiny, tmp_path):
     for k in ("psnr", "ssim", "psnr_eye", "eye_center_error", "eye_radius", "eye_radius_error", "surface_error"):
         assert k in res
     assert res["step"] == 3 and np.isfinite(res["psnr"]) and res["eye_center_error"] >= 0
+
+
+def test_stage2_trains_only_the_material_on_the_mesh(tiny, tmp_path):
+    cfg = _cfg(tiny, tmp_path, "train.mesh_render=true", "train.mesh_render_iter=30", "train.mesh_resolution=48",
+               "train.max_steps=34")
+    tr = Trainer(cfg, quiet=True)
+    for _ in range(30):
+        tr.train_step()
+    frozen = {k: v.detach().clone() for k, v in tr.model.named_parameters() if not k.startswith("material.")}
+    mat = {k: v.detach().clone() for k, v in tr.model.named_parameters() if k.startswith("material.")}
+    res = tr.train_step()
+    assert res["stage"] == 2 and np.isfinite(res["loss"]) and tr.stage2 is not None
+    assert tr.stage2["points"].shape[0] > 0 and tr.stage2["faces"].shape[1] == 3
+    for k, v in tr.model.named_parameters():
+        if k in frozen and not k.startswith(("light_scale", "sh_coeffs", "sh_occlusion")):
+            assert torch.equal(v, frozen[k]), f"{k} changed in stage 2"
+    assert any(not torch.equal(v, mat[k]) for k, v in tr.model.named_parameters() if k in mat)
+    # resume inside stage 2: the mesh comes back from the checkpoint
+    ck = str(tmp_path / "s2.pth")
+    tr.save(ck)
+    tr2 = Trainer(cfg, quiet=True)
+    tr2.load(ck)
+    assert tr2.stage2 is not None and torch.equal(tr2.stage2["faces"], tr.stage2["faces"])
+    torch.testing.assert_close(tr2.stage2["points"], tr.stage2["points"])
+    assert tr2.train_step()["stage"] == 2

@@ -47,6 +47,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rasterize(const at::Tensor& verts
   at::Tensor bary = prepare_output(at::empty({height, width, 3}, opts));
   at::Tensor depth = prepare_output(at::empty({height, width}, opts));
   at::Tensor keys = at::empty({n_pix}, opts.dtype(at::kLong));  // scratch: 64-bit depth/face keys
+  hugepage_hint(keys);
   CheckBuffer rec(verts_clip.device());
   CheckRecord* rec_ptr = check ? rec.get() : nullptr;
   auto* kp = reinterpret_cast<unsigned long long*>(keys.data_ptr<int64_t>());

@@ -102,19 +102,21 @@ def rasterize(verts_clip: torch.Tensor, faces: torch.Tensor, height: int, width:
 
         # Resolve: perspective-correct barycentrics in float64 from unsnapped positions.
         pf = torch.where(has, first, torch.zeros_like(first))
-        tri = verts_clip.double()[faces[pf]]  # [P, 3, 4]
-        sx = (tri[..., 0] / tri[..., 3] + 1) * (0.5 * width)
-        sy = (tri[..., 1] / tri[..., 3] + 1) * (0.5 * height)
+        tri = verts_clip.double()[fi[pf]]  # [P, 3, 4]
+        iw = 1 / tri[..., 3]
+        sx = (tri[..., 0] * iw + 1) * (0.5 * width)
+        sy = (tri[..., 1] * iw + 1) * (0.5 * height)
         px = xs.reshape(-1, 1).double() + 0.5
         py = ys.reshape(-1, 1).double() + 0.5
         area_f = (sx[:, 1] - sx[:, 0]) * (sy[:, 2] - sy[:, 0]) - (sy[:, 1] - sy[:, 0]) * (sx[:, 2] - sx[:, 0])
         k1, k2 = [1, 2, 0], [2, 0, 1]
-        l = ((sx[:, k2] - sx[:, k1]) * (py - sy[:, k1]) - (sy[:, k2] - sy[:, k1]) * (px - sx[:, k1])) / area_f[:, None]
-        pk = l / tri[..., 3]
+        e = (sx[:, k2] - sx[:, k1]) * (py - sy[:, k1]) - (sy[:, k2] - sy[:, k1]) * (px - sx[:, k1])
+        pk = e * iw  # perspective-correct weights, up to a common factor
         s = pk.sum(-1)
-        good = (area_f != 0) & (s > 0) & torch.isfinite(s)
+        d = area_f / s  # view depth: area / sum_k(e_k / w_k)
+        good = (d > 0) & torch.isfinite(d)
         b = torch.where(good[:, None], pk / s[:, None], torch.full_like(pk, 1.0 / 3.0))
-        d = torch.where(good, 1 / s, tri[..., 3].mean(-1))
+        d = torch.where(good, d, tri[..., 3].mean(-1))
         bary = torch.where(has[:, None], b, torch.zeros_like(b)).to(dtype)
         depth = torch.where(has, d, torch.zeros_like(d)).to(dtype)
     return pix_to_face.reshape(height, width), bary.reshape(height, width, 3), depth.reshape(height, width)

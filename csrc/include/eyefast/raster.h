@@ -237,12 +237,6 @@ struct RasterizeFaces {
   }
 };
 
-// Screen position of a vertex in float64 (the resolve pass's precision).
-EF_HD void screen_xy(const double* c4, double half_w, double half_h, double& sx, double& sy) {
-  sx = (c4[0] / c4[3] + 1.0) * half_w;
-  sy = (c4[1] / c4[3] + 1.0) * half_h;
-}
-
 template <typename T, typename I>
 struct RasterizeResolve {
   const T* verts;                  // [V, 4]
@@ -262,35 +256,39 @@ struct RasterizeResolve {
       return;
     }
     const int64_t f = static_cast<int64_t>(key & 0xffffffffull);
-    const double px = static_cast<double>(p % w) + 0.5, py = static_cast<double>(p / w) + 0.5;
+    const int64_t y = p / w, x = p - y * w;
+    const double px = static_cast<double>(x) + 0.5, py = static_cast<double>(y) + 0.5;
     const double half_w = 0.5 * w, half_h = 0.5 * h;
-    double c[3][4], sx[3], sy[3];
+    // In float64: screen positions (unsnapped) and 1/w of the three vertices.
+    double iw[3], sx[3], sy[3], wsum = 0.0;
     for (int k = 0; k < 3; ++k) {
       const T* src = verts + 4 * static_cast<int64_t>(faces[3 * f + k]);
-      for (int j = 0; j < 4; ++j) c[k][j] = static_cast<double>(src[j]);
-      screen_xy(c[k], half_w, half_h, sx[k], sy[k]);
+      const double cw = static_cast<double>(src[3]);
+      iw[k] = 1.0 / cw;
+      sx[k] = (static_cast<double>(src[0]) * iw[k] + 1.0) * half_w;
+      sy[k] = (static_cast<double>(src[1]) * iw[k] + 1.0) * half_h;
+      wsum += cw;
     }
-    // Screen-space barycentrics of the pixel centre (relative coordinates for conditioning).
-    double l[3];
+    // Edge functions e_k of the pixel centre (twice the signed area of the sub-triangle opposite
+    // vertex k; screen barycentrics are e_k / area). Perspective-correct barycentrics are
+    // (e_k / w_k) / sum_j (e_j / w_j), and the view depth 1 / sum_j(l_j / w_j) = area / sum_j(e_j / w_j).
     const double area = (sx[1] - sx[0]) * (sy[2] - sy[0]) - (sy[1] - sy[0]) * (sx[2] - sx[0]);
-    for (int k = 0; k < 3; ++k) {
-      const int k1 = (k + 1) % 3, k2 = (k + 2) % 3;
-      l[k] = ((sx[k2] - sx[k1]) * (py - sy[k1]) - (sy[k2] - sy[k1]) * (px - sx[k1])) / area;
-    }
-    // Perspective correction: weights l_k / w_k, normalised; depth = 1 / sum(l_k / w_k).
     double pk[3], s = 0.0;
     for (int k = 0; k < 3; ++k) {
-      pk[k] = l[k] / c[k][3];
+      const int k1 = (k + 1) % 3, k2 = (k + 2) % 3;
+      const double e = (sx[k2] - sx[k1]) * (py - sy[k1]) - (sy[k2] - sy[k1]) * (px - sx[k1]);
+      pk[k] = e * iw[k];
       s += pk[k];
     }
+    const double inv_s = 1.0 / s, d = area * inv_s;
     pix_to_face[p] = static_cast<int32_t>(f);
-    if (!(area != 0.0) || !(s > 0.0) || !ef_isfinite(s)) {  // collinear to float64 rounding
+    if (!(d > 0.0) || !ef_isfinite(d)) {  // collinear to float64 rounding: the face's mean
       for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<T>(1.0 / 3.0);
-      depth[p] = static_cast<T>((c[0][3] + c[1][3] + c[2][3]) / 3.0);
+      depth[p] = static_cast<T>(wsum / 3.0);
       return;
     }
-    for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<T>(pk[k] / s);
-    depth[p] = static_cast<T>(1.0 / s);
+    for (int k = 0; k < 3; ++k) bary[3 * p + k] = static_cast<T>(pk[k] * inv_s);
+    depth[p] = static_cast<T>(d);
   }
 };
 

@@ -452,6 +452,9 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' does not match this config's model: {e}") from None
         self.step = int(ck["step"])
         self.metrics = dict(ck.get("metrics", {}))
+        # the hash levels the last completed step trained with (rendering, export and resume agree)
+        t = self.cfg.train
+        self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
         self.stage2 = None
         if ck.get("stage2_mesh") is not None:
             self._stage2_prepare(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"])

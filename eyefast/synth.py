@@ -503,7 +503,7 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
         train = {
             "max_steps": 800, "init_level": 4, "level_grow_iter": 40, "warmup_steps": 100,
             "milestones": [500, 700], "save_freq": 400, "val_freq": 400, "vis_freq": 200,
-            "mesh_render": False, "mesh_render_iter": 700,
+            "mesh_render": True, "mesh_render_iter": 700,
         }
         renderer = {"sample_batch_size": 65536, "render_n_samples": 512, "chunk_size": 8192, "max_num_ray": 8192,
                     "grid_resolution": 64, "grid_update_freq": 16}

@@ -34,11 +34,12 @@ def _trainer(preset: str, backend: str, device: str):
 
     cfg = config.load(os.path.join(_capture(preset), "config.yaml"),
                       [f"device={device}", f"ops_backend={backend}", f"workspace={tempfile.mkdtemp()}",
-                       "train.warmup_steps=0"])
+                       "train.warmup_steps=0", "train.mesh_render=false"])
     tr = Trainer(cfg, quiet=True)
     # A steady state like a trained run's: sharp density (beta 0.01, trained runs reach ~0.002), the
     # occupancy grid built from it once, all hash levels active, no grid refresh inside the timing.
     tr.step = 1 << 20
+    assert not tr.in_stage2()
     with torch.no_grad():
         tr.model.beta_param.fill_(0.01)
     tr.grid._update(0, tr._occ_eval)

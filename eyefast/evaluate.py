@@ -38,7 +38,7 @@ def _run_config(run: str, capture: str | None, device: str | None, extra=()):
         raise FileNotFoundError(f"'{run}' is not an eyefast run folder: no config.yaml (expected <workspace>/<name>)")
     overrides = list(extra)
     if capture is not None:
-        overrides.append(f"data.meta_path={os.path.abspath(capture)}")
+        overrides.append(f"data.meta_path={json.dumps(os.path.abspath(capture))}")
     if device is not None:
         overrides.append(f"device={device}")
     return config_mod.load(path, overrides)
@@ -48,7 +48,7 @@ def load_run(run: str, capture: str | None = None, ckpt: str | None = None, devi
     """A :class:`eyefast.train.Trainer` with the weights of ``ckpt`` (default ``RUN/latest.pth``)."""
     from .train import Trainer
 
-    cfg = _run_config(run, capture, device, [f"workspace={os.path.dirname(os.path.abspath(run))}"])
+    cfg = _run_config(run, capture, device, [f"workspace={json.dumps(os.path.dirname(os.path.abspath(run)))}"])
     tr = Trainer(cfg, quiet=quiet)
     tr.load(ckpt or os.path.join(run, "latest.pth"), weights_only_model=True)
     return tr
@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-views", type=int, help="evaluate only the first N validation views")
     ap.add_argument("--json", help="write the numbers to this JSON file")
     a = ap.parse_args(argv)
+    if a.max_views is not None and a.max_views < 1:
+        ap.error(f"--max-views must be >= 1, got {a.max_views}")
     try:
         res = evaluate(a.workspace, a.capture, a.ckpt, a.device, a.mesh, a.max_views)
     except (ValueError, FileNotFoundError) as e:

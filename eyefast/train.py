@@ -60,6 +60,8 @@ def parse_device(dev) -> torch.device:
         raise ValueError(f"--device: expected cpu, cuda, cuda:N, N or auto, got {dev!r}") from None
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {dev!r}: CUDA is not available on this machine (use --device cpu)")
+    if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {dev!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if d.type not in ("cpu", "cuda"):
         raise ValueError(f"--device: expected cpu, cuda, cuda:N or N, got {dev!r}")
     return d
@@ -71,8 +73,19 @@ def atomic_save(obj, path: str) -> None:
     os.makedirs(d, exist_ok=True)
     tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        try:  # the rename itself durable too
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -111,6 +124,7 @@ class _Scalars:
     """``scalars.csv`` (long format ``step,tag,value``) plus TensorBoard when installed."""
 
     def __init__(self, folder: str, resume_step: int | None):
+        self.resume_step = resume_step
         self.path = os.path.join(folder, "scalars.csv")
         if resume_step is not None and os.path.isfile(self.path):  # drop rows after the checkpoint
             with open(self.path, newline="") as f:
@@ -128,7 +142,8 @@ class _Scalars:
         try:  # optional dependency
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(os.path.join(folder, "tb"))
+            kw = {} if self.resume_step is None else {"purge_step": self.resume_step + 1}
+            self.tb = SummaryWriter(os.path.join(folder, "tb"), **kw)
         except Exception:  # noqa: BLE001 - tensorboard not installed
             self.tb = None
 
@@ -164,10 +179,7 @@ class Trainer:
         if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
             self._say("loss.w_lpips: LPIPS weights cannot be downloaded here; the perceptual term is skipped")
         self.train_cap = Capture.from_config(cfg, "train", device=self.device)
-        try:
-            self.val_cap = Capture.from_config(cfg, "val", device=self.device)
-        except ValueError:  # fewer than one validation frame: validate on the first training frame
-            self.val_cap = self.train_cap
+        self.val_cap = Capture.from_config(cfg, "val", device=self.device)  # frame 0 is always a validation frame
         _shrink_hair(self.train_cap, cfg.data.dilate_ks)
         n_frames_all = int(max(self.train_cap.frame_ids.max(), self.val_cap.frame_ids.max())) + 1
         torch.manual_seed(cfg.train.seed)
@@ -265,6 +277,7 @@ class Trainer:
             raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._check_grads()
         self.optimizer.step()
         self.scheduler.step()
         n_samples = out["n_samples"]
@@ -280,6 +293,11 @@ class Trainer:
                "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
         self.step += 1
         return res
+
+    def _check_grads(self) -> None:
+        bad = [n for n, p in self.model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        if bad:
+            raise FloatingPointError(f"step {self.step}: non-finite gradients in {', '.join(bad)}")
 
     def _normal_smoothness(self, b, out) -> torch.Tensor:
         """SPEC 5: 1 - n(x) . n(x + eps t) at the rays' expected surface points (random tangent t)."""
@@ -298,85 +316,90 @@ class Trainer:
         return (w * (1.0 - (n1 * n2).sum(-1))).sum() / max(1, b["mask"].shape[0])
 
     # ------------------------------------------------------------------ stage 2: mesh rendering
+    STAGE2_VIEWS = 4  # training views rasterised per stage-2 step
+
     def _stage2_prepare(self, mesh_verts=None, mesh_faces=None) -> None:
         """SPEC 5, stage 2: the face mesh (marching cubes at ``train.mesh_resolution``^3, decimated by half,
-        only faces seen inside the training masks, largest component, small holes filled), rasterised once
-        in every training view; the covered pixels inside the mask and outside the eyes, with their surface
-        point and SDF normal, are what stage 2 trains the material on."""
-        from . import ops
-
-        cap, model = self.train_cap, self.model
+        only faces seen inside the training masks, largest component, small holes filled). Each stage-2 step
+        rasterises it in a few random training views (memory independent of the capture's size)."""
+        cap = self.train_cap
         if mesh_verts is None:
             from .export import clipped_face_mesh
 
             self._say(f"stage 2: extracting the face mesh at {self.cfg.train.mesh_resolution}^3")
-            mesh, stats = clipped_face_mesh(model, cap, self.cfg.data.bound, self.cfg.train.mesh_resolution,
+            mesh, stats = clipped_face_mesh(self.model, cap, self.cfg.data.bound, self.cfg.train.mesh_resolution,
                                             quiet=self.quiet)
             mesh_verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
             mesh_faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
             self._say(f"stage 2: {stats['faces']} faces; training the material on the mesh")
         v = mesh_verts.to(self.device).contiguous()
-        f = mesh_faces.to(self.device).contiguous()
-        c = v.mean(0)
-        dist = float((cap.cam_centers - c).norm(dim=-1).max())
-        near, far = 1e-3 * dist, 1e3 * dist + 10.0 * self.cfg.data.bound
-        pts, frames, pix = [], [], []
-        ys, xs = torch.meshgrid(torch.arange(cap.H, device=self.device), torch.arange(cap.W, device=self.device),
-                                indexing="ij")
-        for i in range(cap.n_frames):
-            clip = ops.project_to_clip(v, cap.K, cap.w2c[i], cap.H, cap.W, near=near, far=far)
-            p2f, bary, _ = ops.rasterize(clip, f, cap.H, cap.W)
+        dist = float((cap.cam_centers - v.mean(0)).norm(dim=-1).max())
+        self.stage2 = {"verts": mesh_verts.cpu(), "faces": mesh_faces.cpu(), "v": v,
+                       "f": mesh_faces.to(self.device).contiguous(),
+                       "near": 1e-3 * dist, "far": 1e3 * dist + 10.0 * self.cfg.data.bound}
+
+    def _stage2_pixels(self, n: int):
+        """``n`` random (frame, pixel, surface point) triples: pixels covered by the mesh inside the mask and
+        outside the eyes of ``STAGE2_VIEWS`` random training views."""
+        from . import ops
+
+        cap, st = self.train_cap, self.stage2
+        frames = torch.randint(0, cap.n_frames, (self.STAGE2_VIEWS,), generator=self.generator).tolist()
+        fr, pix, pts = [], [], []
+        for i in frames:
+            clip = ops.project_to_clip(st["v"], cap.K, cap.w2c[i], cap.H, cap.W, near=st["near"], far=st["far"])
+            p2f, bary, _ = ops.rasterize(clip, st["f"], cap.H, cap.W)
             keep = ((p2f >= 0) & (cap.masks["mask"][i] > 127) & (cap.masks["leye_mask"][i] <= 127)
                     & (cap.masks["reye_mask"][i] <= 127))
-            x = ops.interpolate(v, f, p2f, bary)[keep]
-            pts.append(x)
-            frames.append(torch.full((x.shape[0],), i, dtype=torch.long, device=self.device))
-            pix.append(torch.stack([xs[keep], ys[keep]], -1))
-        pts = torch.cat(pts)
-        if pts.shape[0] == 0:
-            raise RuntimeError("stage 2: the face mesh covers no masked pixel of the training views")
-        normals = torch.cat([F.normalize(model.face_with_gradient(pts[s:s + 65536], False)[2], dim=-1)
-                             for s in range(0, pts.shape[0], 65536)])
-        self.stage2 = {"verts": mesh_verts.cpu(), "faces": mesh_faces.cpu(), "points": pts, "normals": normals,
-                       "frames": torch.cat(frames), "pixels": torch.cat(pix)}
+            yx = torch.nonzero(keep)
+            fr.append(torch.full((yx.shape[0],), i, dtype=torch.long, device=self.device))
+            pix.append(yx.flip(-1))
+            pts.append(ops.interpolate(st["v"], st["f"], p2f, bary)[keep])
+        fr, pix, pts = torch.cat(fr), torch.cat(pix), torch.cat(pts)
+        if fr.shape[0] == 0:
+            raise RuntimeError(f"stage 2: the face mesh covers no masked pixel of training views {frames}")
+        sel = torch.randint(0, fr.shape[0], (n,), generator=self.generator).to(self.device)
+        return fr[sel], pix[sel], pts[sel]
 
     def _stage2_step(self) -> dict:
-        """Stage 2: only the material (and the shading constants: light scale, SH ambient and occlusion)
-        trains, on the fixed mesh: L1 + the hair and specular-prior terms (``w_abdmm_refine``)."""
+        """Stage 2: only the material network trains (SPEC 5), on the fixed mesh, with the SDF normals:
+        L1 + the hair and specular-prior (``w_abdmm_refine``) terms."""
         if self.stage2 is None:
             self._stage2_prepare()
-        cfg, model, st = self.cfg, self.model, self.stage2
+        cfg, model = self.cfg, self.model
         L = cfg.loss
         model.train()
-        n = min(cfg.renderer.max_num_ray, st["points"].shape[0])
-        sel = torch.randint(0, st["points"].shape[0], (n,), generator=self.generator).to(self.device)
-        x, nrm, fr = st["points"][sel], st["normals"][sel], st["frames"][sel]
+        fr, pix, x = self._stage2_pixels(cfg.renderer.max_num_ray)
+        nrm = F.normalize(model.face_with_gradient(x, create_graph=False)[2], dim=-1)
         cap = self.train_cap
-        b = cap.gather(fr, st["pixels"][sel])
+        b = cap.gather(fr, pix)
         fids = cap.frame_ids.to(self.device)[fr]
-        model.frame_seen[fids] = True
         albedo, spec, rough = model.material(x)
+        with torch.no_grad():
+            occ = model.occlusion(fids)[:, None]
         shade = S.shade_colocated(x, nrm, b["rays_o"], albedo, spec[:, None], rough[:, None], self.light["color"],
-                                  self.light["intensity"], model.light_scale, model.sh_coeffs, model.sh_beta,
-                                  model.occlusion(fids)[:, None], model.sh_scale)
+                                  self.light["intensity"], model.light_scale.detach(), model.sh_coeffs.detach(),
+                                  model.sh_beta, occ, model.sh_scale)
         target, hair = b["rgb"], b["hair_mask"]
         m = b["mask"] * (1.0 - hair)
         terms = {"l1": (shade["rgb"] - target).abs().mean(), "reg_diff": (spec * hair).mean(),
-                 "abdmm_refine": (spec * model.light_scale * m - b["specular_bfm"] * m).abs().mean()}
+                 "abdmm_refine": (spec * model.light_scale.detach() * m - b["specular_bfm"] * m).abs().mean()}
         loss = L.w_l1 * terms["l1"] + L.w_reg_diff * terms["reg_diff"] + L.w_abdmm_refine * terms["abdmm_refine"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # parameters outside the graph keep grad None: Adam leaves them untouched
+        loss.backward()  # only the material is in the graph: Adam leaves parameters with grad None untouched
+        self._check_grads()
         self.optimizer.step()
         self.scheduler.step()
         with torch.no_grad():
             g = 1.0 / cfg.light.gamma
             mse = float(((shade["rgb"].clamp(0, 1) ** g - target ** g) ** 2).mean())
         self.step += 1
+        n = x.shape[0]
         return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
                 "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": n, "n_samples": n,
-                "lr": self.scheduler.get_last_lr()[0], "stage": 2, "light_scale": model.light_scale.item()}
+                "lr": self.scheduler.get_last_lr()[0], "stage": 2}
 
     # ------------------------------------------------------------------ validation / previews
     @torch.no_grad()
@@ -443,8 +466,42 @@ class Trainer:
     def save(self, path: str) -> None:
         atomic_save(self.state_dict(), path)
 
+    #: config keys a checkpoint's model and grid depend on: loading it with other values is an error
+    STRUCTURAL_KEYS = ("data.bound", "data.ignore_eyeball", "data.fix_eyeball_center", "eye_model", "network.num_levels",
+                       "network.level_dim", "network.geo_feat_dim", "renderer.grid_resolution")
+
+    @staticmethod
+    def _get(d, key):
+        for part in key.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return None
+            d = d[part]
+        return d
+
+    def _check_structure(self, ck: dict, path: str) -> None:
+        old, now = ck.get("config"), self.cfg.to_dict()
+        if not isinstance(old, dict):
+            return
+        for key in self.STRUCTURAL_KEYS:
+            a, b = self._get(old, key), self._get(now, key)
+            if a is not None and a != b:
+                raise ValueError(f"checkpoint '{path}' was trained with {key}={a!r}, the config says {b!r}; "
+                                 "use the run's config.yaml (or a matching --set)")
+
+    def _apply_lr(self, ck: dict) -> None:
+        """A --set train.lr=... on resume takes effect (the optimiser state would keep the old rate)."""
+        old = self._get(ck.get("config"), "train.lr")
+        if old is None or old == self.cfg.train.lr:
+            return
+        self._say(f"train.lr {self.cfg.train.lr} replaces the checkpoint's {old}")
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = self.cfg.train.lr
+            g["lr"] = self.cfg.train.lr * self._lr_lambda(self.step)
+        self.scheduler.base_lrs = [self.cfg.train.lr for _ in self.scheduler.base_lrs]
+
     def load(self, path: str, weights_only_model: bool = False) -> None:
         ck = load_checkpoint(path, map_location=self.device)
+        self._check_structure(ck, path)
         try:
             self.model.load_state_dict(ck["model"])
             self.grid.load_state_dict(ck["grid"])
@@ -456,13 +513,14 @@ class Trainer:
         t = self.cfg.train
         self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
         self.stage2 = None
-        if ck.get("stage2_mesh") is not None:
+        if ck.get("stage2_mesh") is not None and not weights_only_model:
             self._stage2_prepare(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"])
         if weights_only_model:
             return
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
-        self.n_rays = int(ck.get("n_rays", self.n_rays))
+        self._apply_lr(ck)
+        self.n_rays = min(self.cfg.renderer.max_num_ray, max(64, int(ck.get("n_rays", self.n_rays))))
         rng = ck.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"].cpu())
@@ -477,6 +535,7 @@ class Trainer:
         cfg = self.cfg
         t = cfg.train
         max_steps = t.max_steps if max_steps is None else max_steps
+        self._stop = False
         os.makedirs(self.run_dir, exist_ok=True)
         config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
         log = _Scalars(self.run_dir, self.step if self.step > 0 else None)
@@ -576,7 +635,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     overrides = list(a.set)
     if a.workspace:
-        overrides.append(f"workspace={a.workspace}")
+        overrides.append(f"workspace={json.dumps(a.workspace)}")  # a JSON string is a YAML string
     if a.max_steps is not None:
         overrides.append(f"train.max_steps={a.max_steps}")
     if a.chunk_size is not None:
@@ -593,14 +652,19 @@ def main(argv=None) -> int:
 
             return export.main([path, "--ckpt", ckpt, "--out", a.save_visual_dir, *sum((["--set", s] for s in overrides), [])])
         trainer = Trainer(cfg, quiet=a.quiet)
+        if a.resume and a.ckpt_path and os.path.abspath(a.resume) != os.path.abspath(a.ckpt_path):
+            ap.error("--resume and --ckpt_path name different checkpoints; give one")
         resume = a.resume or a.ckpt_path
         if resume:
             trainer.load(resume)
             trainer._say(f"resumed from {resume} at step {trainer.step}")
         trainer._say(f"{trainer.train_cap} -> {trainer.run_dir} on {trainer.device} ({cfg.ops_backend} ops)")
         m = trainer.fit()
-    except (config_mod.ConfigError, ValueError, FileNotFoundError) as e:
+    except (config_mod.ConfigError, ValueError, FileNotFoundError, FloatingPointError, RuntimeError) as e:
         print(f"eyefast.train: error: {e}", file=sys.stderr)
+        if isinstance(e, FloatingPointError):
+            print("eyefast.train: the last good checkpoint is latest.pth in the run folder (--resume it, e.g. with "
+                  "a lower train.lr)", file=sys.stderr)
         return 2
     if not a.quiet:
         keys = [k for k in ("val/psnr", "val/ssim", "val/psnr_eye") if k in m]

@@ -113,11 +113,13 @@ def _shrink_hair(cap: Capture, ks: int) -> None:
     """``data.dilate_ks``: hair pixels next to skin are not hair (dilate the skin mask by ks x ks)."""
     if ks <= 1:
         return
-    mask = cap.masks["mask"].float() / 255.0
-    hair = cap.masks["hair_mask"].float() / 255.0
-    skin = (mask * (1.0 - hair))[:, None]
-    grown = F.max_pool2d(skin, ks, stride=1, padding=ks // 2)[:, 0, : hair.shape[1], : hair.shape[2]]
-    cap.masks["hair_mask"] = (hair * (1.0 - grown) * 255.0).round().to(torch.uint8)
+    out = cap.masks["hair_mask"]
+    for i in range(out.shape[0]):  # a frame at a time: real captures hold hundreds of 1080p masks
+        mask = cap.masks["mask"][i].float() / 255.0
+        hair = out[i].float() / 255.0
+        skin = (mask * (1.0 - hair))[None, None]
+        grown = F.max_pool2d(skin, ks, stride=1, padding=ks // 2)[0, 0, : hair.shape[0], : hair.shape[1]]
+        out[i] = (hair * (1.0 - grown) * 255.0).round().to(torch.uint8)
 
 
 class _Scalars:

@@ -47,6 +47,13 @@ from .render import render_image, render_rays, step_size
 __all__ = ["Trainer", "main", "parse_device", "atomic_save", "load_checkpoint"]
 
 
+def _dist():
+    """``torch.distributed`` when a process group is initialised (torchrun), else None."""
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
 def parse_device(dev) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:N"``, an index ``N`` (-> ``cuda:N``) or ``"auto"`` (CUDA if available)."""
     s = str(dev).strip()
@@ -173,7 +180,9 @@ class Trainer:
     def __init__(self, cfg, device=None, quiet: bool = False):
         self.cfg = cfg
         self.device = parse_device(cfg.device if device is None else device)
-        self.quiet = quiet
+        dist = _dist()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
+        self.quiet = quiet or self.rank != 0
         self.ops = backends.get(cfg.ops_backend)
         if cfg.eye_model != "sphere":
             raise ValueError(f"config key 'eye_model': {cfg.eye_model!r} (the refractive eye) is not in the trainer yet; "
@@ -194,9 +203,13 @@ class Trainer:
         self.grid.mark_invisible_cells(cap.K, cap.c2w[:, :3, :], cap.W, cap.H)
         self.step_size = step_size(cfg)
         self.light = {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
+        if self.world > 1:  # every rank starts from rank 0's weights and grid
+            for tsr in list(self.model.state_dict().values()) + list(self.grid.state_dict().values()):
+                dist.broadcast(tsr, 0)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr, eps=1e-15)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
         self.step = 0
         self.n_rays = min(cfg.renderer.max_num_ray, max(64, cfg.renderer.sample_batch_size // 64 // 64 * 64))
@@ -236,6 +249,8 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One optimisation step; returns its scalars (floats)."""
+        # every random draw of a step comes from (seed, step, rank): resumable without per-rank RNG state
+        self.generator.manual_seed(self.seed * 1_000_003 + self.step * 64 + self.rank)
         if self.in_stage2():
             return self._stage2_step()
         cfg, model = self.cfg, self.model
@@ -245,8 +260,11 @@ class Trainer:
         model.set_progress(self.step, cfg.train.init_level, cfg.train.level_grow_iter)
         self.grid.update_every_n_steps(self.step, self._occ_eval, occ_thre=1e-2,
                                        n=cfg.renderer.grid_update_freq)
+        if self.world > 1 and self.step % cfg.renderer.grid_update_freq == 0:  # identical grids on all ranks
+            _dist().broadcast(self.grid.occs, 0)
+            _dist().broadcast(self.grid.binaries, 0)
         cap = self.train_cap
-        b = cap.sample_batch(self.n_rays, self.generator)
+        b = cap.sample_batch(self._local_rays(self.n_rays), self.generator)
         fids = cap.frame_ids.to(self.device)[b["frame_idx"]]
         model.frame_seen[fids] = True
         out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
@@ -279,10 +297,11 @@ class Trainer:
             raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()
         self.scheduler.step()
-        n_samples = out["n_samples"]
+        n_samples = self._sum_over_ranks(out["n_samples"])
         # adaptive ray count: samples per step near renderer.sample_batch_size (SPEC 4)
         target_s = cfg.renderer.sample_batch_size
         nr = int(self.n_rays * target_s / max(n_samples, 1))
@@ -295,6 +314,38 @@ class Trainer:
                "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
         self.step += 1
         return res
+
+    def _local_rays(self, n: int) -> int:
+        """This rank's share of a step's ``n`` rays."""
+        return max(1, n // self.world + (1 if self.rank < n % self.world else 0))
+
+    def _sum_over_ranks(self, v: int) -> int:
+        if self.world == 1:
+            return int(v)
+        t = torch.tensor([float(v)], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        _dist().all_reduce(t)
+        return int(t.item())
+
+    def _allreduce_grads(self) -> None:
+        """Data parallelism (torchrun): average the gradients of all ranks in one flat buffer. (DDP's reducer
+        hooks cannot follow the eikonal term's double backward through ``autograd.grad(create_graph=True)``;
+        this is what DDP computes, done after ``backward``.) Parameters without a gradient on every rank stay
+        without one, so Adam skips them as in one process."""
+        if self.world == 1:
+            return
+        dist = _dist()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                           device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(has)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        off = 0
+        for p, h in zip(params, has.tolist()):
+            n = p.numel()
+            p.grad = flat[off:off + n].view_as(p).clone() if h > 0 else None
+            off += n
 
     def _check_grads(self) -> None:
         bad = [n for n, p in self.model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
@@ -371,7 +422,7 @@ class Trainer:
         cfg, model = self.cfg, self.model
         L = cfg.loss
         model.train()
-        fr, pix, x = self._stage2_pixels(cfg.renderer.max_num_ray)
+        fr, pix, x = self._stage2_pixels(self._local_rays(cfg.renderer.max_num_ray))
         nrm = F.normalize(model.face_with_gradient(x, create_graph=False)[2], dim=-1)
         cap = self.train_cap
         b = cap.gather(fr, pix)
@@ -391,6 +442,7 @@ class Trainer:
             raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # only the material is in the graph: Adam leaves parameters with grad None untouched
+        self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()
         self.scheduler.step()
@@ -511,6 +563,9 @@ class Trainer:
             raise ValueError(f"checkpoint '{path}' does not match this config's model: {e}") from None
         self.step = int(ck["step"])
         self.metrics = dict(ck.get("metrics", {}))
+        seed = self._get(ck.get("config"), "train.seed")
+        if seed is not None:
+            self.seed = int(seed)
         # the hash levels the last completed step trained with (rendering, export and resume agree)
         t = self.cfg.train
         self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
@@ -532,15 +587,25 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
 
     # ------------------------------------------------------------------ the loop
+    def _collective_stop(self) -> bool:
+        """Ctrl-C on any rank stops all ranks after the same step."""
+        if self.world > 1:
+            t = torch.tensor([1.0 if self._stop else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            _dist().all_reduce(t, op=_dist().ReduceOp.MAX)
+            self._stop = bool(t.item() > 0)
+        return self._stop
+
     def fit(self, max_steps: int | None = None) -> dict:
         """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics."""
         cfg = self.cfg
         t = cfg.train
         max_steps = t.max_steps if max_steps is None else max_steps
         self._stop = False
-        os.makedirs(self.run_dir, exist_ok=True)
-        config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
-        log = _Scalars(self.run_dir, self.step if self.step > 0 else None)
+        lead = self.rank == 0  # only rank 0 writes checkpoints, logs, previews
+        if lead:
+            os.makedirs(self.run_dir, exist_ok=True)
+            config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
+        log = _Scalars(self.run_dir, self.step if self.step > 0 else None) if lead else None
         from tqdm import tqdm
 
         bar = tqdm(total=max_steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
@@ -558,13 +623,15 @@ class Trainer:
         t0 = time.perf_counter()
         rays_done = 0
         try:
-            while self.step < max_steps and not self._stop:
+            while self.step < max_steps and not self._collective_stop():
                 res = self.train_step()
-                rays_done += res["n_rays"]
+                rays_done += res["n_rays"] * self.world
                 step = self.step
                 el = time.perf_counter() - t0
                 res["rays_per_s"] = rays_done / max(el, 1e-9)
                 self.metrics = {k: v for k, v in res.items()}
+                if not lead:
+                    continue
                 if step % 10 == 0 or step == max_steps:
                     log.log(step, {f"train/{k}": v for k, v in res.items()})
                 bar.update(1)
@@ -584,12 +651,13 @@ class Trainer:
                 latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
                 if step % latest_every == 0 or step == max_steps:
                     self.save(os.path.join(self.run_dir, "latest.pth"))
-            if self._stop:
+            if self._stop and lead:
                 self.save(os.path.join(self.run_dir, "latest.pth"))
                 self._say(f"stopped at step {self.step}; resume with --resume {os.path.join(self.run_dir, 'latest.pth')}")
         finally:
             bar.close()
-            log.close()
+            if log is not None:
+                log.close()
             if in_main:
                 signal.signal(signal.SIGINT, prev)
         return self.metrics
@@ -623,6 +691,22 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _init_distributed(cfg):
+    """Under ``torchrun`` (WORLD_SIZE > 1): one process group (NCCL on CUDA, Gloo on the CPU), and this
+    rank's device (``cuda:LOCAL_RANK``). Returns the device to train on, or None for the config's."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or _dist() is not None:
+        return None
+    import torch.distributed as dist
+
+    dev = parse_device(cfg.device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dev
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -653,7 +737,8 @@ def main(argv=None) -> int:
             from . import export
 
             return export.main([path, "--ckpt", ckpt, "--out", a.save_visual_dir, *sum((["--set", s] for s in overrides), [])])
-        trainer = Trainer(cfg, quiet=a.quiet)
+        device = _init_distributed(cfg)
+        trainer = Trainer(cfg, device=device, quiet=a.quiet)
         if a.resume and a.ckpt_path and os.path.abspath(a.resume) != os.path.abspath(a.ckpt_path):
             ap.error("--resume and --ckpt_path name different checkpoints; give one")
         resume = a.resume or a.ckpt_path
@@ -668,7 +753,13 @@ def main(argv=None) -> int:
             print("eyefast.train: the last good checkpoint is latest.pth in the run folder (--resume it, e.g. with "
                   "a lower train.lr)", file=sys.stderr)
         return 2
-    if not a.quiet:
+    finally:
+        if _dist() is not None:
+            try:
+                _dist().barrier()  # every rank done (rank 0 may still be writing) before the group goes
+            finally:
+                _dist().destroy_process_group()
+    if not a.quiet and trainer.rank == 0:
         keys = [k for k in ("val/psnr", "val/ssim", "val/psnr_eye") if k in m]
         print(f"done: step {trainer.step}; " + ", ".join(f"{k} {m[k]:.3f}" for k in keys) +
               f"; checkpoints in {trainer.run_dir}")

@@ -76,6 +76,15 @@ inline void hash_grid_finish_layout(HashGridLayout& L) {
 #else
 #define EF_HG_INLINE inline __attribute__((always_inline))
 #endif
+// Full unrolling of the corner and feature loops (GCC's own heuristics leave the scatter loops
+// rolled); nvcc unrolls them by itself.
+#if defined(__CUDA_ARCH__) || defined(_MSC_VER)
+#define EF_HG_UNROLL
+#elif defined(__clang__)
+#define EF_HG_UNROLL _Pragma("unroll")
+#else
+#define EF_HG_UNROLL _Pragma("GCC unroll 8")
+#endif
 
 // Compile-time switches of the kernel bodies: k = 0 or 1 fixes the choice (the CPU launcher
 // instantiates every case); k < 0 reads it at run time (the CUDA launcher, to keep its kernel
@@ -157,10 +166,12 @@ EF_HG_INLINE void hash_grid_rows(uint32_t res, uint32_t mask, const uint32_t b[3
   if (hash_grid_flag(kDense, res != 0u)) {
     // x + R (y + R z) mod 2^32, expanded per corner
     const uint32_t r0 = b[0] + res * (b[1] + res * b[2]), dz = res * res;
+    EF_HG_UNROLL
     for (int c = 0; c < 8; ++c) row[c] = r0 + (c & 1) + ((c >> 1) & 1) * res + ((c >> 2) & 1) * dz;
   } else {
     const uint32_t hy = b[1] * 2654435761u, hz = b[2] * 805459861u;
     const uint32_t hx2[2] = {b[0], b[0] + 1u}, hy2[2] = {hy, hy + 2654435761u}, hz2[2] = {hz, hz + 805459861u};
+    EF_HG_UNROLL
     for (int c = 0; c < 8; ++c) row[c] = (hx2[c & 1] ^ hy2[(c >> 1) & 1] ^ hz2[c >> 2]) & mask;
   }
 }
@@ -177,10 +188,11 @@ EF_HG_INLINE void hash_grid_scatter(T* p, T v, bool atomic) {
 
 // The bodies: operator()(i) does point i at every level (CUDA: one thread per point); the CPU
 // launcher instead walks a tile of points level by level, calling begin(i) on each point, then
-// per level zero(i, l) (levels >= n_active) or at_level<kDense>(i, l, level constants).
+// per level zero(i, l) (levels >= n_active) or at_level<kDense, kAtomic>(i, l, level constants).
 // Template switches (see hash_grid_flag): FS > 0 the feature count (must equal L.n_features),
 // 0 run time; kSmooth smoothstep (else linear); kX / kTable whether the x / table gradient
-// is wanted (run time: its pointer is non-null). Weights multiply as (a_x a_y) a_z, so sharing
+// is wanted (run time: its pointer is non-null); kDense the level's indexing; kAtomic whether
+// table gradients scatter atomically (run time: the `atomic` member). Weights multiply as (a_x a_y) a_z, so sharing
 // the x-y products between corners c and c + 4 rounds as the reference does.
 
 template <typename T, int FS = 0, int kSmooth = -1>
@@ -197,7 +209,7 @@ struct HashGridForward {
     T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
     for (int f = 0; f < F; ++f) o[f] = T(0);
   }
-  template <int kDense>
+  template <int kDense, int kAtomic = -1>  // kAtomic: unused (no scatter)
   EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
     const int F = features();
     HashGridPoint<T> q;
@@ -209,9 +221,11 @@ struct HashGridForward {
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
     const T* tl = table + lv.off;
+    EF_HG_UNROLL
     for (int c = 0; c < 8; ++c) {
       const T w = wxy[c & 3] * q.a[2][c >> 2];
       const T* r = tl + static_cast<int64_t>(row[c]) * F;
+      EF_HG_UNROLL
       for (int f = 0; f < F; ++f) acc[f] += w * r[f];
     }
     T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
@@ -244,14 +258,14 @@ struct HashGridBackward {
     if (hash_grid_flag(kX, grad_x != nullptr)) grad_x[3 * i] = grad_x[3 * i + 1] = grad_x[3 * i + 2] = T(0);
   }
   EF_HG_INLINE void zero(int64_t, int) const {}  // inactive levels get no gradient
-  template <int kDense>
+  template <int kDense, int kAtomic = -1>
   EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
     // Locals, not members: the stores into the gradient table could otherwise alias them and
     // force reloads on every corner.
     T* const gt = grad_table;
     T* const gxp = grad_x;
     const T* const tb = table;
-    const bool atom = atomic;
+    const bool atom = hash_grid_flag(kAtomic, atomic);
     const bool want_x = hash_grid_flag(kX, gxp != nullptr), want_t = hash_grid_flag(kTable, gt != nullptr);
     const int F = features();
     const T* gl = grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
@@ -270,16 +284,19 @@ struct HashGridBackward {
       }
     }
     T gx[3] = {T(0), T(0), T(0)};
+    EF_HG_UNROLL
     for (int c = 0; c < 8; ++c) {
       const int j = c & 3, u = c >> 2;
       const T az = q.a[2][u];
       const int64_t r = lv.off + static_cast<int64_t>(row[c]) * F;
       if (want_t) {
         const T w = wxy[j] * az;
+        EF_HG_UNROLL
         for (int f = 0; f < F; ++f) hash_grid_scatter(gt + r + f, w * g[f], atom);
       }
       if (want_x) {
         T dot = T(0);
+        EF_HG_UNROLL
         for (int f = 0; f < F; ++f) dot += tb[r + f] * g[f];
         gx[0] += dx[j] * az * dot;
         gx[1] += dy[j] * az * dot;
@@ -323,12 +340,12 @@ struct HashGridDoubleBackward {
     T* o = g_grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
     for (int f = 0; f < F; ++f) o[f] = T(0);
   }
-  template <int kDense>
+  template <int kDense, int kAtomic = -1>
   EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
     T* const gt = g_table;  // locals: table stores could alias members
     T* const gxp = g_x;
     const T* const tb = table;
-    const bool atom = atomic;
+    const bool atom = hash_grid_flag(kAtomic, atomic);
     const bool want_x = hash_grid_flag(kX, gxp != nullptr), want_t = hash_grid_flag(kTable, gt != nullptr);
     const int F = features();
     const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F + l * F;
@@ -355,6 +372,7 @@ struct HashGridDoubleBackward {
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
     T gx[3] = {T(0), T(0), T(0)};
+    EF_HG_UNROLL
     for (int c = 0; c < 8; ++c) {
       const int j = c & 3, u = c >> 2;
       const T az = q.a[2][u], daz = q.da[2][u];
@@ -362,6 +380,7 @@ struct HashGridDoubleBackward {
       const T dw0 = dx[j] * az, dw1 = dy[j] * az, dw2 = wxy[j] * daz;
       const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
       T dot = T(0);
+      EF_HG_UNROLL
       for (int f = 0; f < F; ++f) {
         const T tv = tb[r + f];
         acc[f] += v * tv;

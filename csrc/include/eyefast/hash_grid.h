@@ -250,7 +250,7 @@ struct HashGridBackward {
   HashGridLayout L;
   const T* grad_out;  // [N, L*F]
   T* grad_x;          // [N, 3] or null
-  T* grad_table;      // [L, T, F] (zeroed by the caller) or null
+  T* grad_table;      // [L, T, F] (zeroed before the launch) or null
   bool atomic = true;  // false: grad_table is private to the calling thread
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
@@ -328,7 +328,7 @@ struct HashGridDoubleBackward {
   const T* gg_x;      // [N, 3]
   T* g_grad_out;      // [N, L*F]
   T* g_x;             // [N, 3] or null
-  T* g_table;         // [L, T, F] (zeroed by the caller) or null
+  T* g_table;         // [L, T, F] (zeroed before the launch) or null
   bool atomic = true;  // false: g_table is private to the calling thread
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
@@ -439,7 +439,8 @@ void hash_grid_dispatch_flag(bool b, Fn&& fn) {
 
 // ---------------------------------------------------------------------------------------
 // Launchers (csrc/cpu/hash_grid.cpp, csrc/cuda/hash_grid.cu), T = float or double. The layout's
-// res/dense must be filled (hash_grid_finish_layout). Gradient tables are zeroed by the caller.
+// res/dense must be filled (hash_grid_finish_layout). Gradient tables (grad_table, g_table) are
+// outputs: the launchers overwrite them (no need to zero them first).
 // ---------------------------------------------------------------------------------------
 namespace cpu {
 template <typename T>

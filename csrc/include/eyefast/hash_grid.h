@@ -77,8 +77,8 @@ inline void hash_grid_finish_layout(HashGridLayout& L) {
 #define EF_HG_INLINE inline __attribute__((always_inline))
 #endif
 // Full unrolling of the corner and feature loops (GCC's own heuristics leave the scatter loops
-// rolled); nvcc unrolls them by itself.
-#if defined(__CUDA_ARCH__) || defined(_MSC_VER)
+// rolled); nvcc unrolls them by itself (and its host pass warns about GCC pragmas).
+#if defined(__CUDACC__) || defined(_MSC_VER)
 #define EF_HG_UNROLL
 #elif defined(__clang__)
 #define EF_HG_UNROLL _Pragma("unroll")

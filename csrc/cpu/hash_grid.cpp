@@ -37,8 +37,9 @@ bool scatters_atomically(const B&, long) {
   return false;
 }
 
+// One level of a tile (kept out of line: one call per level, and one symbol per case in profiles).
 template <int kDense, int kAtomic, class Body, class Level>
-void run_level(const Body& body, int64_t lo, int64_t hi, int l, const Level& lv) {
+__attribute__((noinline)) void run_level(const Body& body, int64_t lo, int64_t hi, int l, const Level& lv) {
   for (int64_t i = lo; i < hi; ++i) body.template at_level<kDense, kAtomic>(i, l, lv);
 }
 

@@ -1,14 +1,22 @@
-// CPU launchers of hash_grid.h (table gradients accumulate with relaxed CAS atomics).
+// CPU launchers of hash_grid.h: tiles of points walked level by level, every template switch of
+// the bodies fixed per call (features, smoothstep, wanted gradients) and per level (dense or
+// hashed). Table gradients accumulate into thread-private tables that are summed at the end, or
+// with relaxed CAS atomics when private tables do not pay.
 #include "eyefast/hash_grid.h"
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "eyefast/launch.h"
 
 namespace eyefast {
 namespace cpu {
+
+namespace {
 
 int64_t hw_threads() {
   const unsigned hw = std::thread::hardware_concurrency();
@@ -19,88 +27,182 @@ int64_t hw_threads() {
 // forward 1.8 s with 16K-point tiles, 0.77 s with 256K), at least 4096.
 int64_t tile_for(int64_t n) { return std::max<int64_t>(4096, (n + hw_threads() - 1) / hw_threads()); }
 
-template <class Body>
-void run_tiled(int64_t n, const Body& body, int32_t levels) {
-  using Tiled = HashGridTiled<Body>;
-  const int64_t tile = tile_for(n);
-  for_each((n + tile - 1) / tile, Tiled{body, n, levels, 0, tile}, 1);
+// Whether a body scatters with atomics (bodies without a table gradient: no).
+template <class B>
+auto scatters_atomically(const B& b, int) -> decltype(bool(b.atomic)) {
+  return b.atomic;
+}
+template <class B>
+bool scatters_atomically(const B&, long) {
+  return false;
 }
 
-// Scatter kernels (table gradients): the points are split into S slices, each accumulating with
-// plain adds into its own copy of the gradient table (slice 0 into the output), then the copies
-// are summed. Locked read-modify-writes would serialise the cache misses that dominate this loop.
-// Falls back to atomics when there is one slice or the copies would exceed 1 GiB.
+// One level of a tile (kept out of line: one call per level, and one symbol per case in profiles).
+template <int kDense, int kAtomic, class Body, class Level>
+__attribute__((noinline)) void run_level(const Body& body, int64_t lo, int64_t hi, int l, const Level& lv) {
+  for (int64_t i = lo; i < hi; ++i) body.template at_level<kDense, kAtomic>(i, l, lv);
+}
+
+// Points [lo, hi) level by level, so that one level's table (not all L of them) competes for the
+// cache while the tile walks it. zero_table (or null): a table whose active levels are zeroed
+// just before they are walked (a private gradient table: its level slice is then hot in cache).
+template <class Body, typename T>
+void run_tile(const Body& body, int64_t lo, int64_t hi, int32_t levels, T* zero_table) {
+  const int F = body.features();
+  const bool atomic = scatters_atomically(body, 0);
+  for (int64_t i = lo; i < hi; ++i) body.begin(i);
+  for (int l = 0; l < levels; ++l) {
+    if (l >= body.L.n_active) {
+      for (int64_t i = lo; i < hi; ++i) body.zero(i, l);
+      continue;
+    }
+    const HashGridLevel<T> lv = hash_grid_level<T>(body.L, l, F);
+    if (zero_table) std::memset(zero_table + lv.off, 0, sizeof(T) * body.L.table_size * F);
+    if (lv.res) {
+      atomic ? run_level<1, 1>(body, lo, hi, l, lv) : run_level<1, 0>(body, lo, hi, l, lv);
+    } else {
+      atomic ? run_level<0, 1>(body, lo, hi, l, lv) : run_level<0, 0>(body, lo, hi, l, lv);
+    }
+  }
+}
+
+template <class Body>
+using Scalar = typename std::remove_cv<typename std::remove_pointer<decltype(Body::x)>::type>::type;
+
+template <class Body>
+struct Tiled {
+  Body body;
+  int64_t n, tile;
+  int32_t levels;
+  void operator()(int64_t b) const {
+    const int64_t lo = b * tile;
+    run_tile(body, lo, std::min(n, lo + tile), levels, static_cast<Scalar<Body>*>(nullptr));
+  }
+};
+
+template <class Body>
+void run_tiled(int64_t n, const Body& body, int32_t levels) {
+  const int64_t tile = tile_for(n);
+  for_each((n + tile - 1) / tile, Tiled<Body>{body, n, tile, levels}, 1);
+}
+
+template <typename T>
+void zero_parallel(T* p, int64_t elems) {
+  struct Zero {
+    T* p;
+    int64_t elems;
+    void operator()(int64_t b) const {
+      const int64_t lo = b * 65536, hi = std::min(elems, lo + 65536);
+      std::memset(p + lo, 0, sizeof(T) * (hi - lo));
+    }
+  };
+  for_each((elems + 65535) / 65536, Zero{p, elems}, 1);
+}
+
+// Scatter kernels (table gradients; the table need not be zeroed): the points are split into up
+// to S contiguous slices; each chunk of slices that the parallel loop hands to one thread
+// accumulates with plain adds into its own table (the first chunk into the output, the others into
+// private copies), then the copies are summed into the output. Locked read-modify-writes would
+// serialise the cache misses that dominate this loop. Falls back to atomics (on a table zeroed
+// first) when there is one slice or the copies would exceed 1 GiB.
 template <typename T, class Body>
-void run_scatter(int64_t n, Body body, T* Body::*table_member, int32_t levels, int64_t table_elems) {
-  using Tiled = HashGridTiled<Body>;
+void run_scatter(int64_t n, Body body, T* Body::*table_member, int32_t levels) {
   T* out = body.*table_member;
-  int64_t slices = std::min<int64_t>({hw_threads(), 8, (n + 16383) / 16384});
-  while (slices > 1 && (slices - 1) * table_elems * static_cast<int64_t>(sizeof(T)) > (int64_t(1) << 30)) --slices;
-  if (!out || slices <= 1) {
+  if (!out) {
     run_tiled(n, body, levels);
     return;
   }
-  std::vector<std::vector<T>> copies(static_cast<size_t>(slices - 1));
+  const HashGridLayout& L = body.L;
+  const int64_t level_elems = static_cast<int64_t>(L.table_size) * body.features();
+  const int64_t active = L.n_active * level_elems, all = L.n_levels * level_elems;
+  int64_t slices = std::min<int64_t>({hw_threads(), 8, (n + 16383) / 16384});
+  while (slices > 1 && (slices - 1) * active * static_cast<int64_t>(sizeof(T)) > (int64_t(1) << 30)) --slices;
+  if (slices <= 1) {
+    zero_parallel(out, all);
+    run_tiled(n, body, levels);
+    return;
+  }
+  std::memset(out + active, 0, sizeof(T) * (all - active));  // inactive levels get no gradient
+  std::vector<std::unique_ptr<T[]>> copies(static_cast<size_t>(slices));  // [first slice of a chunk]
   struct Ctx {
     Body body;
     T* Body::*member;
     T* out;
-    std::vector<std::vector<T>>* copies;
-    int64_t n, slices, table_elems;
+    std::vector<std::unique_ptr<T[]>>* copies;
+    int64_t n, slices, active;
     int32_t levels;
-  } ctx{body, table_member, out, &copies, n, slices, table_elems, levels};
+  } ctx{body, table_member, out, &copies, n, slices, active, levels};
   parallel_for(slices, 1, &ctx, [](void* c, int64_t b, int64_t e) {
     Ctx& cx = *static_cast<Ctx*>(c);
-    for (int64_t s = b; s < e; ++s) {
-      Body bs = cx.body;
-      if (s == 0) {
-        bs.*cx.member = cx.out;
-      } else {
-        auto& v = (*cx.copies)[static_cast<size_t>(s - 1)];
-        v.assign(static_cast<size_t>(cx.table_elems), T(0));
-        bs.*cx.member = v.data();
-      }
-      bs.atomic = false;
-      const int64_t lo = cx.n * s / cx.slices, hi = cx.n * (s + 1) / cx.slices;
-      Tiled{bs, hi, cx.levels, lo, hi - lo}(0);
+    Body bs = cx.body;
+    T* table = cx.out;
+    if (b > 0) {
+      auto& copy = (*cx.copies)[static_cast<size_t>(b)];
+      copy.reset(new T[static_cast<size_t>(cx.active)]);  // zeroed level by level in run_tile
+      table = copy.get();
     }
+    bs.*cx.member = table;
+    bs.atomic = false;
+    run_tile(bs, cx.n * b / cx.slices, cx.n * e / cx.slices, cx.levels, table);
   });
+  std::vector<const T*> used;
+  for (const auto& c : copies)
+    if (c) used.push_back(c.get());
+  if (used.empty()) return;
   struct Sum {
     T* out;
-    const std::vector<std::vector<T>>* copies;
-    void operator()(int64_t j) const {
-      T acc = out[j];
-      for (const auto& v : *copies) acc += v[static_cast<size_t>(j)];
-      out[j] = acc;
+    const std::vector<const T*>* copies;
+    int64_t elems;
+    void operator()(int64_t b) const {
+      const int64_t lo = b * 16384, hi = std::min(elems, lo + 16384);
+      for (const T* c : *copies)
+        for (int64_t j = lo; j < hi; ++j) out[j] += c[j];
     }
   };
-  for_each(table_elems, Sum{out, &copies});
+  for_each((active + 16383) / 16384, Sum{out, &used, active}, 1);
 }
+
+}  // namespace
 
 template <typename T>
 void hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out) {
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
-    run_tiled(n, HashGridForward<T, decltype(fs)::value>{x, table, L, out}, L.n_levels);
+    hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
+      run_tiled(n, HashGridForward<T, decltype(fs)::value, decltype(sm)::value>{x, table, L, out}, L.n_levels);
+    });
   });
 }
 
 template <typename T>
 void hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
                         T* grad_table) {
-  const int64_t elems = static_cast<int64_t>(L.n_levels) * L.table_size * L.n_features;
+  if (!grad_x && !grad_table) return;
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
-    using Body = HashGridBackward<T, decltype(fs)::value>;
-    run_scatter(n, Body{x, table, L, grad_out, grad_x, grad_table}, &Body::grad_table, L.n_active, elems);
+    hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
+      hash_grid_dispatch_flag(grad_x != nullptr, [&](auto nx) {
+        hash_grid_dispatch_flag(grad_table != nullptr, [&](auto nt) {
+          using Body = HashGridBackward<T, decltype(fs)::value, decltype(sm)::value, decltype(nx)::value,
+                                        decltype(nt)::value>;
+          run_scatter(n, Body{x, table, L, grad_out, grad_x, grad_table}, &Body::grad_table, L.n_active);
+        });
+      });
+    });
   });
 }
 
 template <typename T>
 void hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                                const T* gg_x, T* g_grad_out, T* g_x, T* g_table) {
-  const int64_t elems = static_cast<int64_t>(L.n_levels) * L.table_size * L.n_features;
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
-    using Body = HashGridDoubleBackward<T, decltype(fs)::value>;
-    run_scatter(n, Body{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table}, &Body::g_table, L.n_levels, elems);
+    hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
+      hash_grid_dispatch_flag(g_x != nullptr, [&](auto nx) {
+        hash_grid_dispatch_flag(g_table != nullptr, [&](auto nt) {
+          using Body = HashGridDoubleBackward<T, decltype(fs)::value, decltype(sm)::value, decltype(nx)::value,
+                                              decltype(nt)::value>;
+          run_scatter(n, Body{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table}, &Body::g_table, L.n_levels);
+        });
+      });
+    });
   });
 }
 

@@ -1,11 +1,21 @@
 // CUDA launchers of hash_grid.h: the same kernel bodies as csrc/cpu/hash_grid.cpp, one thread per
-// point; table gradients accumulate with atomicAdd.
+// point; table gradients are zeroed (cudaMemsetAsync), then accumulate with atomicAdd.
 #include "eyefast/hash_grid.h"
 #include "eyefast/launch.h"
 #include "eyefast/launch_cuda.cuh"
 
 namespace eyefast {
 namespace cuda {
+
+namespace {
+// Zeroes a gradient table [L, T, F] (null: nothing to do) on the stream.
+template <typename T>
+cudaError_t zero_table(T* table, const HashGridLayout& L, void* stream) {
+  if (!table) return cudaSuccess;
+  const size_t bytes = sizeof(T) * static_cast<size_t>(L.n_levels) * L.table_size * L.n_features;
+  return cudaMemsetAsync(table, 0, bytes, static_cast<cudaStream_t>(stream));
+}
+}  // namespace
 
 template <typename T>
 int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out, void* stream) {
@@ -19,7 +29,8 @@ int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayou
 template <typename T>
 int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out, T* grad_x,
                        T* grad_table, void* stream) {
-  cudaError_t e = cudaSuccess;
+  cudaError_t e = zero_table(grad_table, L, stream);
+  if (e != cudaSuccess) return static_cast<int>(e);
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
     e = for_each_cuda(n, HashGridBackward<T, decltype(fs)::value>{x, table, L, grad_out, grad_x, grad_table}, stream);
   });
@@ -29,7 +40,8 @@ int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayo
 template <typename T>
 int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                               const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream) {
-  cudaError_t e = cudaSuccess;
+  cudaError_t e = zero_table(g_table, L, stream);
+  if (e != cudaSuccess) return static_cast<int>(e);
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
     e = for_each_cuda(
         n, HashGridDoubleBackward<T, decltype(fs)::value>{x, table, L, grad_out, gg_x, g_grad_out, g_x, g_table},

@@ -71,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out_in, const
   const at::Tensor grad_out = grad_out_in.contiguous();
   check_arg(kOp, "grad_out", grad_out, {n, table.size(0) * table.size(2)}, "[N, L * F]", &x);
   at::Tensor g_x = need_x ? at::empty({n, 3}, x.options()) : at::empty({0}, x.options());
-  at::Tensor g_t = need_table ? at::zeros_like(table) : at::empty({0}, x.options());
+  at::Tensor g_t = need_table ? at::empty_like(table) : at::empty({0}, x.options());  // the launcher zeroes it
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_hash_grid_bwd", [&] {
     scalar_t* gx = need_x ? g_x.data_ptr<scalar_t>() : nullptr;
     scalar_t* gt = need_table ? g_t.data_ptr<scalar_t>() : nullptr;
@@ -101,7 +101,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> double_backward(const at::Tensor&
   check_arg(kOp, "gg_x", gg_x, {n, 3}, "[N, 3]", &x);
   at::Tensor g_go = at::empty_like(grad_out);
   at::Tensor g_x = need_x ? at::empty({n, 3}, x.options()) : at::empty({0}, x.options());
-  at::Tensor g_t = need_table ? at::zeros_like(table) : at::empty({0}, x.options());
+  at::Tensor g_t = need_table ? at::empty_like(table) : at::empty({0}, x.options());  // the launcher zeroes it
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_hash_grid_bwd2", [&] {
     scalar_t* gx = need_x ? g_x.data_ptr<scalar_t>() : nullptr;
     scalar_t* gt = need_table ? g_t.data_ptr<scalar_t>() : nullptr;

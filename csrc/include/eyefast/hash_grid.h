@@ -67,81 +67,174 @@ inline void hash_grid_finish_layout(HashGridLayout& L) {
   }
 }
 
-// One level's cell around a point: lower corner and per-axis weights of the upper corner
-// with their first and second derivatives w.r.t. x (0 on clamped axes).
+// The helpers and kernel bodies below are always inlined: on the host GCC otherwise leaves the
+// per-point and per-corner helpers as out-of-line calls in the launchers' many instantiations.
+#if defined(__CUDACC__)
+#define EF_HG_INLINE __host__ __device__ __forceinline__
+#elif defined(_MSC_VER)
+#define EF_HG_INLINE __forceinline
+#else
+#define EF_HG_INLINE inline __attribute__((always_inline))
+#endif
+// Full unrolling of the corner and feature loops (GCC's own heuristics leave the scatter loops
+// rolled); nvcc unrolls them by itself (and its host pass warns about GCC pragmas).
+#if defined(__CUDACC__) || defined(_MSC_VER)
+#define EF_HG_UNROLL
+#elif defined(__clang__)
+#define EF_HG_UNROLL _Pragma("unroll")
+#else
+#define EF_HG_UNROLL _Pragma("GCC unroll 8")
+#endif
+
+// Compile-time switches of the kernel bodies: k = 0 or 1 fixes the choice (the CPU launcher
+// instantiates every case); k < 0 reads it at run time (the CUDA launcher, to keep its kernel
+// count down).
+EF_HG_INLINE constexpr bool hash_grid_flag(int k, bool runtime) { return k < 0 ? runtime : k != 0; }
+
+// Per-level constants, hoisted out of the per-point work.
 template <typename T>
-struct HashGridCell {
-  uint32_t base[3];
-  T w1[3], dw1[3], ddw1[3];
+struct HashGridLevel {
+  T s;            // scale s_l
+  uint32_t res;   // R_l on a dense level, 0 on a hashed one
+  uint32_t mask;  // T - 1
+  int64_t off;    // level l's first element in the table: l * T * F
 };
 
 template <typename T>
-EF_HD void hash_grid_load_point(const T* p, T xs[3], bool inside[3]) {
-  for (int k = 0; k < 3; ++k) {
-    T v = p[k];
-    inside[k] = v >= T(0) && v <= T(1);
-    xs[k] = v >= T(0) ? (v <= T(1) ? v : T(1)) : T(0);  // NaN -> 0
-  }
+EF_HG_INLINE HashGridLevel<T> hash_grid_level(const HashGridLayout& L, int l, int F) {
+  HashGridLevel<T> v;
+  v.s = static_cast<T>(L.scale[l]);
+  v.res = L.dense[l] ? L.res[l] : 0u;
+  v.mask = L.table_size - 1u;
+  v.off = static_cast<int64_t>(l) * L.table_size * F;
+  return v;
 }
 
+// One point at one level: the cell's lower corner and, per axis k, the weight factor a[k][u] of
+// the lower (u = 0) and upper (u = 1) corners, with its first (da) and second (dda) derivatives
+// w.r.t. x_k (0 on a clamped axis). kOrder: the derivatives wanted (0, 1 or 2); others unset.
 template <typename T>
-EF_HD void hash_grid_cell(const HashGridLayout& L, int l, const T xs[3], const bool inside[3], HashGridCell<T>& c) {
-  const T s = static_cast<T>(L.scale[l]);
+struct HashGridPoint {
+  uint32_t base[3];
+  T a[3][2], da[3][2], dda[3][2];
+};
+
+template <typename T, int kOrder>
+EF_HG_INLINE void hash_grid_point(const T* p /* [3] */, T s, bool smooth, HashGridPoint<T>& q) {
   for (int k = 0; k < 3; ++k) {
-    const T pos = ef_mul_add_rn(xs[k], s, T(0.5));
+    const T v = p[k];
+    const bool inside = v >= T(0) && v <= T(1);
+    const T xs = v >= T(0) ? (v <= T(1) ? v : T(1)) : T(0);  // NaN -> 0
+    const T pos = ef_mul_add_rn(xs, s, T(0.5));                // >= 0.5
+#if defined(__CUDA_ARCH__)
     const T fl = ef_floor(pos);
+    q.base[k] = static_cast<uint32_t>(fl);
+#else
+    // pos > 0, so truncation is floor (and cheaper than floor on a baseline x86-64 target).
+    const int64_t ip = static_cast<int64_t>(pos);
+    const T fl = static_cast<T>(ip);
+    q.base[k] = static_cast<uint32_t>(ip);
+#endif
     const T t = pos - fl;
-    c.base[k] = static_cast<uint32_t>(fl);
-    T w, d, dd;
-    if (L.smoothstep) {
+    T w, d = T(1), dd = T(0);
+    if (smooth) {
       w = t * t * (T(3) - T(2) * t);
-      d = T(6) * t * (T(1) - t);
-      dd = T(6) - T(12) * t;
+      if (kOrder >= 1) d = T(6) * t * (T(1) - t);
+      if (kOrder >= 2) dd = T(6) - T(12) * t;
     } else {
       w = t;
-      d = T(1);
-      dd = T(0);
     }
-    c.w1[k] = w;
-    c.dw1[k] = inside[k] ? d * s : T(0);
-    c.ddw1[k] = inside[k] ? dd * s * s : T(0);
+    q.a[k][0] = T(1) - w;
+    q.a[k][1] = w;
+    if (kOrder >= 1) {
+      const T dw = inside ? d * s : T(0);
+      q.da[k][0] = -dw;
+      q.da[k][1] = dw;
+    }
+    if (kOrder >= 2) {
+      const T ddw = inside ? dd * s * s : T(0);
+      q.dda[k][0] = -ddw;
+      q.dda[k][1] = ddw;
+    }
   }
 }
 
-// Row of a corner; `res` = R_l for a dense level, 0 for a hashed one; mask = T - 1.
-EF_HD uint32_t hash_grid_row_v(uint32_t res, uint32_t mask, const uint32_t base[3], int corner) {
-  const uint32_t cx = base[0] + (corner & 1), cy = base[1] + ((corner >> 1) & 1), cz = base[2] + ((corner >> 2) & 1);
-  if (res) return cx + res * (cy + res * cz);
-  return (cx ^ (cy * 2654435761u) ^ (cz * 805459861u)) & mask;
-}
-EF_HD uint32_t hash_grid_row(const HashGridLayout& L, int l, const uint32_t base[3], int corner) {
-  return hash_grid_row_v(L.dense[l] ? L.res[l] : 0u, L.table_size - 1u, base, corner);
+// Rows (within the level) of the 8 corners; corner c is base + (c & 1, (c >> 1) & 1, c >> 2).
+// kDense: 1 dense, 0 hashed, < 0 decided at run time (res != 0).
+template <int kDense>
+EF_HG_INLINE void hash_grid_rows(uint32_t res, uint32_t mask, const uint32_t b[3], uint32_t row[8]) {
+  if (hash_grid_flag(kDense, res != 0u)) {
+    // x + R (y + R z) mod 2^32, expanded per corner
+    const uint32_t r0 = b[0] + res * (b[1] + res * b[2]), dz = res * res;
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) row[c] = r0 + (c & 1) + ((c >> 1) & 1) * res + ((c >> 2) & 1) * dz;
+  } else {
+    const uint32_t hy = b[1] * 2654435761u, hz = b[2] * 805459861u;
+    const uint32_t hx2[2] = {b[0], b[0] + 1u}, hy2[2] = {hy, hy + 2654435761u}, hz2[2] = {hz, hz + 805459861u};
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) row[c] = (hx2[c & 1] ^ hy2[(c >> 1) & 1] ^ hz2[c >> 2]) & mask;
+  }
 }
 
-// Host only: prefetches the 8 table rows point i touches at level l (and the same rows of a
-// gradient table when non-null). The CPU launcher calls it a few points ahead to hide the
-// latency of the random gathers, which dominate once a level's table outgrows the caches.
+// Sums over a cell's 8 corners of D_c (a per-corner scalar, e.g. <table[c], g>) times derivatives of
+// the weights w_c = a_x[c & 1] a_y[(c >> 1) & 1] a_z[c >> 2], by that separable form (the upper
+// corner's derivatives are the lower's negated): differences of D along the axes, then per-axis
+// factors. A few times cheaper than per-corner products; equal up to rounding.
+//   grad[k] = sum_c D_c dw_c/dx_k
 template <typename T>
-EF_HD void hash_grid_prefetch(const HashGridLayout& L, const T* x, int64_t i, int l, const T* table, const T* grad) {
-#if !defined(__CUDA_ARCH__)
-  T xs[3];
-  bool in[3];
-  hash_grid_load_point(x + 3 * i, xs, in);
-  const T s = static_cast<T>(L.scale[l]);
-  uint32_t base[3];
-  for (int k = 0; k < 3; ++k) base[k] = static_cast<uint32_t>(ef_floor(ef_mul_add_rn(xs[k], s, T(0.5))));
-  const int64_t off = static_cast<int64_t>(l) * L.table_size * L.n_features;
-  for (int corner = 0; corner < 8; ++corner) {
-    const int64_t r = off + static_cast<int64_t>(hash_grid_row(L, l, base, corner)) * L.n_features;
-    if (table) __builtin_prefetch(table + r, 0, 1);
-    if (grad) __builtin_prefetch(grad + r, 1, 1);
+EF_HG_INLINE void hash_grid_corner_grad(const HashGridPoint<T>& q, const T D[8], T grad[3]) {
+  const T* A = q.a[0];
+  const T* B = q.a[1];
+  const T* C = q.a[2];
+  T sx = T(0), sy = T(0), sz = T(0);
+  for (int u = 0; u < 2; ++u) {
+    for (int v = 0; v < 2; ++v) {
+      sx += B[u] * C[v] * (D[1 + 2 * u + 4 * v] - D[2 * u + 4 * v]);
+      sy += A[u] * C[v] * (D[u + 2 + 4 * v] - D[u + 4 * v]);
+      sz += A[u] * B[v] * (D[u + 2 * v + 4] - D[u + 2 * v]);
+    }
   }
-#endif
+  grad[0] = q.da[0][1] * sx;
+  grad[1] = q.da[1][1] * sy;
+  grad[2] = q.da[2][1] * sz;
+}
+
+//   hess = {xx, yy, zz, xy, xz, yz}: sum_c D_c d2w_c/dx_k dx_m (needs the second derivatives)
+template <typename T>
+EF_HG_INLINE void hash_grid_corner_hess(const HashGridPoint<T>& q, const T D[8], T hess[6]) {
+  const T* A = q.a[0];
+  const T* B = q.a[1];
+  const T* C = q.a[2];
+  T dX[4], dY[4], dZ[4];  // first differences: dX[y + 2 z], dY[x + 2 z], dZ[x + 2 y]
+  for (int u = 0; u < 2; ++u) {
+    for (int v = 0; v < 2; ++v) {
+      dX[u + 2 * v] = D[1 + 2 * u + 4 * v] - D[2 * u + 4 * v];
+      dY[u + 2 * v] = D[u + 2 + 4 * v] - D[u + 4 * v];
+      dZ[u + 2 * v] = D[u + 2 * v + 4] - D[u + 2 * v];
+    }
+  }
+  T sxx = T(0), syy = T(0), szz = T(0), sxy = T(0), sxz = T(0), syz = T(0);
+  for (int u = 0; u < 2; ++u) {
+    for (int v = 0; v < 2; ++v) {
+      sxx += B[u] * C[v] * dX[u + 2 * v];
+      syy += A[u] * C[v] * dY[u + 2 * v];
+      szz += A[u] * B[v] * dZ[u + 2 * v];
+    }
+    sxy += C[u] * (dX[1 + 2 * u] - dX[2 * u]);  // second differences
+    sxz += B[u] * (dX[u + 2] - dX[u]);
+    syz += A[u] * (dY[u + 2] - dY[u]);
+  }
+  hess[0] = q.dda[0][1] * sxx;
+  hess[1] = q.dda[1][1] * syy;
+  hess[2] = q.dda[2][1] * szz;
+  hess[3] = q.da[0][1] * q.da[1][1] * sxy;
+  hess[4] = q.da[0][1] * q.da[2][1] * sxz;
+  hess[5] = q.da[1][1] * q.da[2][1] * syz;
 }
 
 // Gradient-table scatter: atomic, or a plain add into a thread-private table (CPU launcher).
 template <typename T>
-EF_HD void hash_grid_scatter(T* p, T v, bool atomic) {
+EF_HG_INLINE void hash_grid_scatter(T* p, T v, bool atomic) {
   if (atomic) {
     if (v != T(0)) atomic_add(p, v);
   } else {
@@ -149,112 +242,116 @@ EF_HD void hash_grid_scatter(T* p, T v, bool atomic) {
   }
 }
 
-// Per-axis factor of a corner: value, first and second derivative.
-template <typename T>
-EF_HD void hash_grid_corner_axes(const HashGridCell<T>& c, int corner, T a[3], T da[3], T dda[3]) {
-  for (int k = 0; k < 3; ++k) {
-    const bool up = (corner >> k) & 1;
-    a[k] = up ? c.w1[k] : T(1) - c.w1[k];
-    da[k] = up ? c.dw1[k] : -c.dw1[k];
-    dda[k] = up ? c.ddw1[k] : -c.ddw1[k];
-  }
-}
+// The bodies: operator()(i) does point i at every level (CUDA: one thread per point); the CPU
+// launcher instead walks a tile of points level by level, calling begin(i) on each point, then
+// per level zero(i, l) (levels >= n_active) or at_level<kDense, kAtomic>(i, l, level constants).
+// Template switches (see hash_grid_flag): FS > 0 the feature count (must equal L.n_features),
+// 0 run time; kSmooth smoothstep (else linear); kX / kTable whether the x / table gradient
+// is wanted (run time: its pointer is non-null); kDense the level's indexing; kAtomic whether
+// table gradients scatter atomically (run time: the `atomic` member). Weights multiply as (a_x a_y) a_z, so sharing
+// the x-y products between corners c and c + 4 rounds as the reference does.
 
-// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
-template <typename T, int FS = 0>
+template <typename T, int FS = 0, int kSmooth = -1>
 struct HashGridForward {
   const T* x;      // [N, 3]
   const T* table;  // [L, T, F]
   HashGridLayout L;
   T* out;          // [N, L*F]
 
-  // One point at one level (the CPU launcher tiles points x levels so a level's table stays hot).
-  EF_HD void begin(int64_t) const {}
-  EF_HD void prefetch(int64_t i, int l) const {
-    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, static_cast<const T*>(nullptr));
+  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE void begin(int64_t) const {}
+  EF_HG_INLINE void zero(int64_t i, int l) const {
+    const int F = features();
+    T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    for (int f = 0; f < F; ++f) o[f] = T(0);
   }
-  EF_HD void at(int64_t i, int l) const {
-    const int F = FS > 0 ? FS : L.n_features;
+  template <int kDense, int kAtomic = -1>  // kAtomic: unused (no scatter)
+  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
+    const int F = features();
+    HashGridPoint<T> q;
+    hash_grid_point<T, 0>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
+    uint32_t row[8];
+    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
+    T wxy[4];
+    for (int j = 0; j < 4; ++j) wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
-    if (l < L.n_active) {
-      T xs[3];
-      bool in[3];
-      hash_grid_load_point(x + 3 * i, xs, in);
-      HashGridCell<T> c;
-      hash_grid_cell(L, l, xs, in, c);
-      const T* tl = table + static_cast<int64_t>(l) * L.table_size * F;
-      for (int corner = 0; corner < 8; ++corner) {
-        T a[3], da[3], dda[3];
-        hash_grid_corner_axes(c, corner, a, da, dda);
-        const T w = a[0] * a[1] * a[2];
-        const T* row = tl + static_cast<int64_t>(hash_grid_row(L, l, c.base, corner)) * F;
-        for (int f = 0; f < F; ++f) acc[f] += w * row[f];
-      }
+    const T* tl = table + lv.off;
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) {
+      const T w = wxy[c & 3] * q.a[2][c >> 2];
+      const T* r = tl + static_cast<int64_t>(row[c]) * F;
+      EF_HG_UNROLL
+      for (int f = 0; f < F; ++f) acc[f] += w * r[f];
     }
     T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
     for (int f = 0; f < F; ++f) o[f] = acc[f];
   }
   EF_HD void operator()(int64_t i) const {
-    for (int l = 0; l < L.n_levels; ++l) at(i, l);
+    for (int l = 0; l < L.n_levels; ++l) {
+      if (l < L.n_active) {
+        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
+      } else {
+        zero(i, l);
+      }
+    }
   }
 };
 
 // Backward: grad_table[l, row, f] += w * g[l, f] (atomics), grad_x[i] = sum dw/dx <row, g>.
-// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
-template <typename T, int FS = 0>
+template <typename T, int FS = 0, int kSmooth = -1, int kX = -1, int kTable = -1>
 struct HashGridBackward {
   const T* x;
   const T* table;
   HashGridLayout L;
   const T* grad_out;  // [N, L*F]
   T* grad_x;          // [N, 3] or null
-  T* grad_table;      // [L, T, F] (zeroed by the caller) or null
+  T* grad_table;      // [L, T, F] (zeroed before the launch) or null
   bool atomic = true;  // false: grad_table is private to the calling thread
 
-  EF_HD void begin(int64_t i) const {
-    if (grad_x) grad_x[3 * i] = grad_x[3 * i + 1] = grad_x[3 * i + 2] = T(0);
+  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE void begin(int64_t i) const {
+    if (hash_grid_flag(kX, grad_x != nullptr)) grad_x[3 * i] = grad_x[3 * i + 1] = grad_x[3 * i + 2] = T(0);
   }
-  EF_HD void prefetch(int64_t i, int l) const {
-    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, grad_x ? table : static_cast<const T*>(nullptr), grad_table);
-  }
-  EF_HD void at(int64_t i, int l) const {
-    if (l >= L.n_active) return;
+  EF_HG_INLINE void zero(int64_t, int) const {}  // inactive levels get no gradient
+  template <int kDense, int kAtomic = -1>
+  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
     // Locals, not members: the stores into the gradient table could otherwise alias them and
     // force reloads on every corner.
     T* const gt = grad_table;
     T* const gxp = grad_x;
     const T* const tb = table;
-    const bool atom = atomic;
-    const uint32_t res = L.dense[l] ? L.res[l] : 0u, mask = L.table_size - 1u;
-    T xs[3];
-    bool in[3];
-    hash_grid_load_point(x + 3 * i, xs, in);
-    const int F = FS > 0 ? FS : L.n_features;
+    const bool atom = hash_grid_flag(kAtomic, atomic);
+    const bool want_x = hash_grid_flag(kX, gxp != nullptr), want_t = hash_grid_flag(kTable, gt != nullptr);
+    const int F = features();
     const T* gl = grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
     T g[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) g[f] = gl[f];
-    HashGridCell<T> c;
-    hash_grid_cell(L, l, xs, in, c);
-    const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
-    T gx[3] = {T(0), T(0), T(0)};
-    for (int corner = 0; corner < 8; ++corner) {
-      T a[3], da[3], dda[3];
-      hash_grid_corner_axes(c, corner, a, da, dda);
-      const int64_t r = off + static_cast<int64_t>(hash_grid_row_v(res, mask, c.base, corner)) * F;
-      if (gt) {
-        const T w = a[0] * a[1] * a[2];
+    HashGridPoint<T> q;
+    hash_grid_point<T, kX == 0 ? 0 : 1>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
+    uint32_t row[8];
+    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
+    T wxy[4];
+    for (int j = 0; j < 4; ++j) wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
+    T D[8];  // <table[c], g>
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) {
+      const int64_t r = lv.off + static_cast<int64_t>(row[c]) * F;
+      if (want_t) {
+        const T w = wxy[c & 3] * q.a[2][c >> 2];
+        EF_HG_UNROLL
         for (int f = 0; f < F; ++f) hash_grid_scatter(gt + r + f, w * g[f], atom);
       }
-      if (gxp) {
+      if (want_x) {
         T dot = T(0);
+        EF_HG_UNROLL
         for (int f = 0; f < F; ++f) dot += tb[r + f] * g[f];
-        gx[0] += da[0] * a[1] * a[2] * dot;
-        gx[1] += a[0] * da[1] * a[2] * dot;
-        gx[2] += a[0] * a[1] * da[2] * dot;
+        D[c] = dot;
       }
     }
-    if (gxp) {
+    if (want_x) {
+      T gx[3];
+      hash_grid_corner_grad(q, D, gx);
       gxp[3 * i + 0] += gx[0];
       gxp[3 * i + 1] += gx[1];
       gxp[3 * i + 2] += gx[2];
@@ -262,7 +359,7 @@ struct HashGridBackward {
   }
   EF_HD void operator()(int64_t i) const {
     begin(i);
-    for (int l = 0; l < L.n_active; ++l) at(i, l);
+    for (int l = 0; l < L.n_active; ++l) at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
   }
 };
 
@@ -270,8 +367,7 @@ struct HashGridBackward {
 //   g_grad_out[l, f] = sum_c (gg . dw_c/dx) table[c, f]
 //   g_table[c, f]   += (gg . dw_c/dx) g_l[f]                         (atomics)
 //   g_x             = sum_c (H_c gg) <table[c], g_l>,  H_c = d2 w_c / dx2
-// FS > 0: the feature count as a compile-time constant (must equal L.n_features); 0: runtime.
-template <typename T, int FS = 0>
+template <typename T, int FS = 0, int kSmooth = -1, int kX = -1, int kTable = -1>
 struct HashGridDoubleBackward {
   const T* x;
   const T* table;
@@ -280,93 +376,75 @@ struct HashGridDoubleBackward {
   const T* gg_x;      // [N, 3]
   T* g_grad_out;      // [N, L*F]
   T* g_x;             // [N, 3] or null
-  T* g_table;         // [L, T, F] (zeroed by the caller) or null
+  T* g_table;         // [L, T, F] (zeroed before the launch) or null
   bool atomic = true;  // false: g_table is private to the calling thread
 
-  EF_HD void begin(int64_t i) const {
-    if (g_x) g_x[3 * i] = g_x[3 * i + 1] = g_x[3 * i + 2] = T(0);
+  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE void begin(int64_t i) const {
+    if (hash_grid_flag(kX, g_x != nullptr)) g_x[3 * i] = g_x[3 * i + 1] = g_x[3 * i + 2] = T(0);
   }
-  EF_HD void prefetch(int64_t i, int l) const {
-    if (l < L.n_active) hash_grid_prefetch(L, x, i, l, table, g_table);
+  EF_HG_INLINE void zero(int64_t i, int l) const {
+    const int F = features();
+    T* o = g_grad_out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    for (int f = 0; f < F; ++f) o[f] = T(0);
   }
-  EF_HD void at(int64_t i, int l) const {
-    const int F = FS > 0 ? FS : L.n_features;
+  template <int kDense, int kAtomic = -1>
+  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
+    T* const gt = g_table;  // locals: table stores could alias members
+    T* const gxp = g_x;
+    const T* const tb = table;
+    const bool atom = hash_grid_flag(kAtomic, atomic);
+    const bool want_x = hash_grid_flag(kX, gxp != nullptr), want_t = hash_grid_flag(kTable, gt != nullptr);
+    const int F = features();
     const int64_t rowoff = i * static_cast<int64_t>(L.n_levels) * F + l * F;
+    const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
+    T gl[kHashGridMaxFeatures];
+    for (int f = 0; f < F; ++f) gl[f] = grad_out[rowoff + f];
+    HashGridPoint<T> q;
+    hash_grid_point<T, kX == 0 ? 1 : 2>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
+    uint32_t row[8];
+    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
+    T dx[4], dy[4], wxy[4];  // x-y factors of dw_c/dx for x-y pair j = c & 3
+    for (int j = 0; j < 4; ++j) {
+      dx[j] = q.da[0][j & 1] * q.a[1][j >> 1];
+      dy[j] = q.a[0][j & 1] * q.da[1][j >> 1];
+      wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
+    }
     T acc[kHashGridMaxFeatures];
     for (int f = 0; f < F; ++f) acc[f] = T(0);
-    if (l < L.n_active) {
-      T xs[3];
-      bool in[3];
-      hash_grid_load_point(x + 3 * i, xs, in);
-      const T gg[3] = {gg_x[3 * i], gg_x[3 * i + 1], gg_x[3 * i + 2]};
-      T* const gt = g_table;  // locals: table stores could alias members
-      const T* const tb = table;
-      const bool atom = atomic;
-      const uint32_t res = L.dense[l] ? L.res[l] : 0u, mask = L.table_size - 1u;
-      T gl[kHashGridMaxFeatures];
-      for (int f = 0; f < F; ++f) gl[f] = grad_out[rowoff + f];
-      T gx[3] = {T(0), T(0), T(0)};
-      HashGridCell<T> c;
-      hash_grid_cell(L, l, xs, in, c);
-      const int64_t off = static_cast<int64_t>(l) * L.table_size * F;
-      for (int corner = 0; corner < 8; ++corner) {
-        T a[3], da[3], dda[3];
-        hash_grid_corner_axes(c, corner, a, da, dda);
-        const int64_t r = off + static_cast<int64_t>(hash_grid_row_v(res, mask, c.base, corner)) * F;
-        const T dw0 = da[0] * a[1] * a[2], dw1 = a[0] * da[1] * a[2], dw2 = a[0] * a[1] * da[2];
-        const T v = gg[0] * dw0 + gg[1] * dw1 + gg[2] * dw2;
-        T dot = T(0);
-        for (int f = 0; f < F; ++f) {
-          acc[f] += v * tb[r + f];
-          dot += tb[r + f] * gl[f];
-          if (gt) hash_grid_scatter(gt + r + f, v * gl[f], atom);
-        }
-        if (g_x) {
-          const T h00 = dda[0] * a[1] * a[2], h11 = a[0] * dda[1] * a[2], h22 = a[0] * a[1] * dda[2];
-          const T h01 = da[0] * da[1] * a[2], h02 = da[0] * a[1] * da[2], h12 = a[0] * da[1] * da[2];
-          gx[0] += dot * (gg[0] * h00 + gg[1] * h01 + gg[2] * h02);
-          gx[1] += dot * (gg[0] * h01 + gg[1] * h11 + gg[2] * h12);
-          gx[2] += dot * (gg[0] * h02 + gg[1] * h12 + gg[2] * h22);
-        }
+    T D[8];  // <table[c], g_l>
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) {
+      const int j = c & 3, u = c >> 2;
+      const T az = q.a[2][u];
+      const int64_t r = lv.off + static_cast<int64_t>(row[c]) * F;
+      const T v = gg[0] * (dx[j] * az) + gg[1] * (dy[j] * az) + gg[2] * (wxy[j] * q.da[2][u]);  // gg . dw_c/dx
+      T dot = T(0);
+      EF_HG_UNROLL
+      for (int f = 0; f < F; ++f) {
+        const T tv = tb[r + f];
+        acc[f] += v * tv;
+        dot += tv * gl[f];
+        if (want_t) hash_grid_scatter(gt + r + f, v * gl[f], atom);
       }
-      if (g_x) {
-        g_x[3 * i + 0] += gx[0];
-        g_x[3 * i + 1] += gx[1];
-        g_x[3 * i + 2] += gx[2];
-      }
+      D[c] = dot;
+    }
+    if (want_x) {
+      T h[6];  // xx, yy, zz, xy, xz, yz
+      hash_grid_corner_hess(q, D, h);
+      gxp[3 * i + 0] += gg[0] * h[0] + gg[1] * h[3] + gg[2] * h[4];
+      gxp[3 * i + 1] += gg[0] * h[3] + gg[1] * h[1] + gg[2] * h[5];
+      gxp[3 * i + 2] += gg[0] * h[4] + gg[1] * h[5] + gg[2] * h[2];
     }
     for (int f = 0; f < F; ++f) g_grad_out[rowoff + f] = acc[f];
   }
   EF_HD void operator()(int64_t i) const {
     begin(i);
-    for (int l = 0; l < L.n_levels; ++l) at(i, l);
-  }
-};
-
-// CPU tiling: a block of `tile` points is processed level by level (begin() on every point
-// first), so one level's table (not all L of them) competes for the cache while the block walks
-// it; large blocks (n / threads) reuse each cached table line many times.
-template <class Body>
-struct HashGridTiled {
-  Body body;
-  int64_t n;  // points [start, n)
-  int32_t n_levels;
-  int64_t start;
-  int64_t tile;
-  static constexpr bool kPrefetch = false;
-  static constexpr int64_t kAhead = 12;
-  EF_HD void operator()(int64_t b) const {
-    const int64_t lo = start + b * tile, hi = lo + tile < n ? lo + tile : n;
-    for (int64_t i = lo; i < hi; ++i) body.begin(i);
-    for (int l = 0; l < n_levels; ++l) {
-      if (kPrefetch) {
-        for (int64_t i = lo; i < hi && i < lo + kAhead; ++i) body.prefetch(i, l);
-        for (int64_t i = lo; i < hi; ++i) {
-          if (i + kAhead < hi) body.prefetch(i + kAhead, l);
-          body.at(i, l);
-        }
+    for (int l = 0; l < L.n_levels; ++l) {
+      if (l < L.n_active) {
+        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
       } else {
-        for (int64_t i = lo; i < hi; ++i) body.at(i, l);
+        zero(i, l);
       }
     }
   }
@@ -384,9 +462,20 @@ void hash_grid_dispatch_features(int F, Fn&& fn) {
   }
 }
 
+// Host side: calls fn(std::integral_constant<int, b ? 1 : 0>).
+template <class Fn>
+void hash_grid_dispatch_flag(bool b, Fn&& fn) {
+  if (b) {
+    fn(std::integral_constant<int, 1>{});
+  } else {
+    fn(std::integral_constant<int, 0>{});
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Launchers (csrc/cpu/hash_grid.cpp, csrc/cuda/hash_grid.cu), T = float or double. The layout's
-// res/dense must be filled (hash_grid_finish_layout). Gradient tables are zeroed by the caller.
+// res/dense must be filled (hash_grid_finish_layout). Gradient tables (grad_table, g_table) are
+// outputs: the launchers overwrite them (no need to zero them first).
 // ---------------------------------------------------------------------------------------
 namespace cpu {
 template <typename T>

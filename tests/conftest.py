@@ -35,3 +35,25 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     num = (out[fin] - ref[fin]).norm()
     den = ref[fin].norm().clamp_min(1e-30)
     return float(num / den)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The `tiny` synthetic capture (read-only: tests that write into a capture make their own)."""
+    from eyefast import synth
+
+    d = tmp_path_factory.mktemp("tiny")
+    synth.generate(str(d), preset="tiny")
+    return str(d)
+
+
+def tiny_cfg(tiny, workspace, *extra):
+    """The tiny capture's config on the CPU, writing to ``workspace``, without validation, previews or
+    periodic checkpoints (plus ``extra`` overrides)."""
+    import os
+
+    from eyefast import config as config_mod
+
+    return config_mod.load(os.path.join(tiny, "config.yaml"),
+                           ["device=cpu", f"workspace={workspace}", "train.val_freq=0", "train.vis_freq=0",
+                            "train.save_freq=0", *extra])

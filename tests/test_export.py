@@ -13,6 +13,7 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import tiny_cfg
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,17 +27,8 @@ C = torch.tensor([0.0, 0.0, 0.05])  # analytic face: sphere centre and radius, p
 R, BUMP_A, BUMP_K = 0.40, 0.004, 50.0
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_export")
-    synth.generate(str(d), preset="tiny")
-    return str(d)
 
-
-def _cfg(tiny, ws, *extra):
-    return config_mod.load(os.path.join(tiny, "config.yaml"),
-                           ["device=cpu", f"workspace={ws}", "train.val_freq=0", "train.vis_freq=0",
-                            "train.save_freq=0", *extra])
+_cfg = tiny_cfg
 
 
 class BumpySphere(nn.Module):

@@ -9,6 +9,7 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import tiny_cfg
 import torch
 
 from eyefast import config as config_mod
@@ -16,17 +17,8 @@ from eyefast import synth
 from eyefast.train import Trainer, load_checkpoint, main as train_main
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    synth.generate(str(d), preset="tiny")
-    return str(d)
 
-
-def _cfg(tiny, tmp_path, *extra):
-    return config_mod.load(os.path.join(tiny, "config.yaml"),
-                           ["device=cpu", f"workspace={tmp_path}", "train.val_freq=0", "train.vis_freq=0",
-                            "train.save_freq=0", *extra])
+_cfg = tiny_cfg
 
 
 @contextlib.contextmanager

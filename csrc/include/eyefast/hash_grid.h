@@ -232,6 +232,30 @@ EF_HG_INLINE void hash_grid_corner_hess(const HashGridPoint<T>& q, const T D[8],
   hess[5] = q.da[1][1] * q.da[2][1] * syz;
 }
 
+// Host only: prefetches the 8 corner rows of point p [3] at a level in `read` (for reading) and
+// `update` (for writing), either may be null. The CPU launcher calls it a few points ahead on
+// levels whose table outgrows the caches, where the random row gathers are latency bound.
+template <int kDense, typename T>
+EF_HG_INLINE void hash_grid_prefetch(const T* p, const HashGridLevel<T>& lv, int F, const T* read, const T* update) {
+#if !defined(__CUDA_ARCH__) && (defined(__GNUC__) || defined(__clang__))
+  uint32_t b[3];
+  for (int k = 0; k < 3; ++k) {
+    const T v = p[k];
+    const T xs = v >= T(0) ? (v <= T(1) ? v : T(1)) : T(0);
+    b[k] = static_cast<uint32_t>(static_cast<int64_t>(ef_mul_add_rn(xs, lv.s, T(0.5))));
+  }
+  uint32_t row[8];
+  hash_grid_rows<kDense>(lv.res, lv.mask, b, row);
+  for (int c = 0; c < 8; ++c) {
+    const int64_t r = lv.off + static_cast<int64_t>(row[c]) * F;
+    if (read) __builtin_prefetch(read + r, 0, 3);
+    if (update) __builtin_prefetch(update + r, 1, 3);
+  }
+#else
+  (void)p, (void)lv, (void)F, (void)read, (void)update;
+#endif
+}
+
 // Gradient-table scatter: atomic, or a plain add into a thread-private table (CPU launcher).
 template <typename T>
 EF_HG_INLINE void hash_grid_scatter(T* p, T v, bool atomic) {
@@ -259,6 +283,9 @@ struct HashGridForward {
   T* out;          // [N, L*F]
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  // Tables whose corner rows a point reads / updates (the CPU launcher may prefetch them).
+  EF_HG_INLINE const T* read_table() const { return table; }
+  EF_HG_INLINE T* update_table() const { return nullptr; }
   EF_HG_INLINE void begin(int64_t) const {}
   EF_HG_INLINE void zero(int64_t i, int l) const {
     const int F = features();
@@ -310,6 +337,8 @@ struct HashGridBackward {
   bool atomic = true;  // false: grad_table is private to the calling thread
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE const T* read_table() const { return hash_grid_flag(kX, grad_x != nullptr) ? table : nullptr; }
+  EF_HG_INLINE T* update_table() const { return hash_grid_flag(kTable, grad_table != nullptr) ? grad_table : nullptr; }
   EF_HG_INLINE void begin(int64_t i) const {
     if (hash_grid_flag(kX, grad_x != nullptr)) grad_x[3 * i] = grad_x[3 * i + 1] = grad_x[3 * i + 2] = T(0);
   }
@@ -380,6 +409,8 @@ struct HashGridDoubleBackward {
   bool atomic = true;  // false: g_table is private to the calling thread
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE const T* read_table() const { return table; }
+  EF_HG_INLINE T* update_table() const { return hash_grid_flag(kTable, g_table != nullptr) ? g_table : nullptr; }
   EF_HG_INLINE void begin(int64_t i) const {
     if (hash_grid_flag(kX, g_x != nullptr)) g_x[3 * i] = g_x[3 * i + 1] = g_x[3 * i + 2] = T(0);
   }

@@ -6,12 +6,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "eyefast/launch.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace eyefast {
 namespace cpu {
@@ -124,6 +130,31 @@ void zero_parallel(T* p, int64_t elems) {
   for_each((elems + 65535) / 65536, Zero{p, elems}, 1);
 }
 
+// Uninitialised scratch of n elements, 2 MiB-aligned with a transparent-huge-page hint when large:
+// a fresh multi-MB buffer otherwise costs a page fault per 4 KiB on every call.
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+template <typename T>
+using ScratchPtr = std::unique_ptr<T[], FreeDeleter>;
+template <typename T>
+ScratchPtr<T> alloc_scratch(int64_t n) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t bytes = sizeof(T) * static_cast<size_t>(n);
+  if (bytes < (size_t(4) << 20)) {
+    T* p = static_cast<T*>(std::malloc(bytes > 0 ? bytes : 1));
+    if (!p) throw std::bad_alloc();
+    return ScratchPtr<T>(p);
+  }
+  const size_t rounded = (bytes + kHuge - 1) & ~(kHuge - 1);
+  T* p = static_cast<T*>(std::aligned_alloc(kHuge, rounded));
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  return ScratchPtr<T>(p);
+}
+
 // Scatter kernels (table gradients; the table need not be zeroed): the points are split into up
 // to S contiguous slices; each chunk of slices that the parallel loop hands to one thread
 // accumulates with plain adds into its own table (the first chunk into the output, the others into
@@ -148,12 +179,12 @@ void run_scatter(int64_t n, Body body, T* Body::*table_member, int32_t levels) {
     return;
   }
   std::memset(out + active, 0, sizeof(T) * (all - active));  // inactive levels get no gradient
-  std::vector<std::unique_ptr<T[]>> copies(static_cast<size_t>(slices));  // [first slice of a chunk]
+  std::vector<ScratchPtr<T>> copies(static_cast<size_t>(slices));  // [first slice of a chunk]
   struct Ctx {
     Body body;
     T* Body::*member;
     T* out;
-    std::vector<std::unique_ptr<T[]>>* copies;
+    std::vector<ScratchPtr<T>>* copies;
     int64_t n, slices, active;
     int32_t levels;
   } ctx{body, table_member, out, &copies, n, slices, active, levels};
@@ -163,7 +194,7 @@ void run_scatter(int64_t n, Body body, T* Body::*table_member, int32_t levels) {
     T* table = cx.out;
     if (b > 0) {
       auto& copy = (*cx.copies)[static_cast<size_t>(b)];
-      copy.reset(new T[static_cast<size_t>(cx.active)]);  // zeroed level by level in run_tile
+      copy = alloc_scratch<T>(cx.active);  // zeroed level by level in run_tile
       table = copy.get();
     }
     bs.*cx.member = table;

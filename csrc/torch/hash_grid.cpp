@@ -46,7 +46,7 @@ at::Tensor encode(const at::Tensor& x, const at::Tensor& table, at::ArrayRef<dou
   constexpr const char* kOp = "hash_grid_encode";
   const HashGridLayout lay = make_layout(kOp, x, table, scales, n_active, smoothstep);
   const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n, table.size(0) * table.size(2)}, x.options());
+  at::Tensor out = prepare_output(at::empty({n, table.size(0) * table.size(2)}, x.options()));
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_hash_grid_fwd", [&] {
     if (x.is_cuda()) {
 #ifdef EYEFAST_WITH_CUDA
@@ -70,8 +70,9 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out_in, const
   const int64_t n = x.size(0);
   const at::Tensor grad_out = grad_out_in.contiguous();
   check_arg(kOp, "grad_out", grad_out, {n, table.size(0) * table.size(2)}, "[N, L * F]", &x);
-  at::Tensor g_x = need_x ? at::empty({n, 3}, x.options()) : at::empty({0}, x.options());
-  at::Tensor g_t = need_table ? at::empty_like(table) : at::empty({0}, x.options());  // the launcher zeroes it
+  at::Tensor g_x = need_x ? prepare_output(at::empty({n, 3}, x.options())) : at::empty({0}, x.options());
+  // The launchers overwrite the table gradient (no zero fill here).
+  at::Tensor g_t = need_table ? prepare_output(at::empty_like(table)) : at::empty({0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_hash_grid_bwd", [&] {
     scalar_t* gx = need_x ? g_x.data_ptr<scalar_t>() : nullptr;
     scalar_t* gt = need_table ? g_t.data_ptr<scalar_t>() : nullptr;
@@ -99,9 +100,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> double_backward(const at::Tensor&
   const at::Tensor grad_out = grad_out_in.contiguous(), gg_x = gg_x_in.contiguous();
   check_arg(kOp, "grad_out", grad_out, {n, table.size(0) * table.size(2)}, "[N, L * F]", &x);
   check_arg(kOp, "gg_x", gg_x, {n, 3}, "[N, 3]", &x);
-  at::Tensor g_go = at::empty_like(grad_out);
-  at::Tensor g_x = need_x ? at::empty({n, 3}, x.options()) : at::empty({0}, x.options());
-  at::Tensor g_t = need_table ? at::empty_like(table) : at::empty({0}, x.options());  // the launcher zeroes it
+  at::Tensor g_go = prepare_output(at::empty_like(grad_out));
+  at::Tensor g_x = need_x ? prepare_output(at::empty({n, 3}, x.options())) : at::empty({0}, x.options());
+  // The launchers overwrite the table gradient (no zero fill here).
+  at::Tensor g_t = need_table ? prepare_output(at::empty_like(table)) : at::empty({0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_hash_grid_bwd2", [&] {
     scalar_t* gx = need_x ? g_x.data_ptr<scalar_t>() : nullptr;
     scalar_t* gt = need_table ? g_t.data_ptr<scalar_t>() : nullptr;

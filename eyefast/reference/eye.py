@@ -97,3 +97,161 @@ def refract(dirs, normals, eta):
     rp = torch.where(D > 0, (ci - eta * ct) / Ds, torch.ones_like(D))
     refl = torch.where(tir, torch.ones_like(rs), 0.5 * (rs * rs + rp * rp))
     return out, refl, tir
+
+
+# --------------------------------------------------------------------------------------------
+# trace_eyes: the refractive eye (SPEC section 8)
+# --------------------------------------------------------------------------------------------
+#: columns of the ``eyes`` parameter tensor of :func:`trace_eyes` ([E, EYE_PARAMS])
+EYE_COLUMNS = ("cx", "cy", "cz", "radius", "gx", "gy", "gz", "cornea_radius", "cornea_offset", "limbus_radius",
+               "iris_depth", "ior")
+EYE_PARAMS = len(EYE_COLUMNS)
+
+#: SPEC section 8 model-eye ratios (Atchison 2006 via gkaModelEye), in units of the globe radius
+#: (12 mm): cornea front radius 7.77 mm, apex 13.3 mm in front of the centre, limbus 5.9 mm,
+#: iris plane 3.7 mm behind the apex; one refracting surface into the aqueous (n = 1.336).
+MODEL_EYE = {
+    "cornea_radius": 7.77 / 12.0,
+    "cornea_offset": (13.3 - 7.77) / 12.0,
+    "limbus_radius": 5.9 / 12.0,
+    "iris_depth": 3.7 / 12.0,
+    "ior": 1.336,
+}
+
+#: ``region`` codes of :func:`trace_eyes`
+REGION_MISS, REGION_SCLERA, REGION_IRIS, REGION_CORNEA = 0, 1, 2, 3
+
+
+def pack_eyes(centers, radii, gaze, cornea_radius=None, cornea_offset=None, limbus_radius=None, iris_depth=None,
+              ior=None):
+    """Builds the ``[E, 12]`` ``eyes`` tensor of :func:`trace_eyes` (differentiably).
+
+    centers [E, 3], radii [E] or scalar, gaze [E, 3] (need not be unit); the cornea values are
+    scalars or [E] tensors in units of the globe radius (defaults: :data:`MODEL_EYE`).
+    """
+    e = centers.shape[0]
+
+    def col(v, default):
+        v = default if v is None else v
+        if not torch.is_tensor(v):
+            v = torch.tensor(float(v), dtype=centers.dtype, device=centers.device)
+        return v.to(centers.dtype).reshape(-1).expand(e)[:, None]
+
+    return torch.cat([
+        centers, col(radii, None if radii is None else radii), gaze,
+        col(cornea_radius, MODEL_EYE["cornea_radius"]), col(cornea_offset, MODEL_EYE["cornea_offset"]),
+        col(limbus_radius, MODEL_EYE["limbus_radius"]), col(iris_depth, MODEL_EYE["iris_depth"]),
+        col(ior, MODEL_EYE["ior"]),
+    ], dim=1)
+
+
+def gaze_frame(g):
+    """Iris-plane axes ``(e_u, e_v)`` for unit gaze ``g [..., 3]``: the world x and y axes carried
+    onto the plane orthogonal to ``g`` by the smallest rotation taking +z to ``g`` (continuous
+    everywhere except at ``g = -z``, an eye looking straight back into the head)."""
+    gx, gy, gz = g.unbind(-1)
+    k = 1.0 / (1.0 + gz)
+    e_u = torch.stack([1.0 - gx * gx * k, -gx * gy * k, -gx], -1)
+    e_v = torch.stack([-gx * gy * k, 1.0 - gy * gy * k, -gy], -1)
+    return e_u, e_v
+
+
+def trace_eyes(origins, dirs, eyes):
+    """Reference of :func:`eyefast.ops.trace_eyes`: camera rays against refractive eyes.
+
+    Each eye is the union of its globe (sphere: centre, radius r) and a cornea cap (sphere of
+    radius ``cornea_radius * r`` centred ``cornea_offset * r`` along the gaze). Per ray, the
+    first eye surface entered (t >= 0; an eye whose globe or cornea contains the origin is
+    ignored): on the globe -> ``region`` 1 (sclera); on the cornea -> refraction with
+    eta = 1 / ior, exact unpolarised Fresnel reflectance, and the refracted ray meets the iris
+    plane (``iris_depth * r`` behind the corneal apex) within ``limbus_radius * r`` of its centre
+    -> ``region`` 2 (iris), otherwise ``region`` 3 (cornea: the refracted ray misses the iris,
+    or is totally reflected when ior < 1; then refr_dir is the mirror direction, fresnel 1).
+
+    Args:
+        origins, dirs: [N, 3]; dirs need not be unit length (t is in units of dirs).
+        eyes: [E, 12], columns :data:`EYE_COLUMNS`.
+
+    Returns (t [N] (+inf on a miss), eye [N] int64 (-1), region [N] int64, normal [N, 3] (outward
+    unit normal at the hit; 0 on a miss), refr_dir [N, 3] (unit, cornea hits only, else 0),
+    fresnel [N] (cornea hits only, else 0), t_iris [N] (distance from the cornea hit to the iris
+    along refr_dir; +inf unless region 2), iris_uv [N, 2] (iris-plane coordinates in units of the
+    limbus radius, axes :func:`gaze_frame`; 0 unless region 2)).
+    """
+    n, e = origins.shape[0], eyes.shape[0]
+    dev, dt = origins.device, origins.dtype
+    inf = torch.full((n,), float("inf"), dtype=dt, device=dev)
+    if n == 0 or e == 0:
+        z3 = origins.new_zeros(n, 3)
+        return (inf, torch.full((n,), -1, dtype=torch.long, device=dev), torch.zeros(n, dtype=torch.long, device=dev),
+                z3, z3.clone(), origins.new_zeros(n), inf.clone(), origins.new_zeros(n, 2))
+    c, r = eyes[:, 0:3], eyes[:, 3]
+    g = eyes[:, 4:7] / eyes[:, 4:7].norm(dim=-1, keepdim=True)
+    cr, co, lr, idp, ior = (eyes[:, k] for k in range(7, 12))
+    cc = c + g * (co * r)[:, None]  # cornea sphere centres [E, 3]
+    rc = cr * r
+    d = dirs[:, None, :]
+    oc_g = origins[:, None, :] - c[None]
+    oc_c = origins[:, None, :] - cc[None]
+    hit_g, tg0, tg1 = _sphere_roots(oc_g, d, r)
+    hit_c, tc0, tc1 = _sphere_roots(oc_c, d, rc)
+    inside = ((oc_g * oc_g).sum(-1) < r * r) | ((oc_c * oc_c).sum(-1) < rc * rc)  # [N, E]
+    ok_g = hit_g & (tg0 >= 0) & ~inside
+    ok_c = hit_c & (tc0 >= 0) & ~inside
+    big = torch.full_like(tg0, float("inf"))
+    tg = torch.where(ok_g, tg0, big)
+    tc = torch.where(ok_c, tc0, big)
+    on_cornea = tc < tg  # ties -> sclera
+    t_pair = torch.minimum(tg, tc)
+    best = t_pair.detach().argmin(dim=1)
+    rows = torch.arange(n, device=dev)
+    t_best = t_pair[rows, best]
+    hit = torch.isfinite(t_best)
+    corn = hit & on_cornea[rows, best]
+    eye_idx = torch.where(hit, best, torch.full_like(best, -1))
+    region = torch.where(hit, torch.where(corn, 2, 1), 0).to(torch.long)
+    t_safe = torch.where(hit, t_best, torch.zeros_like(t_best))
+    t_out = torch.where(hit, t_best, inf)
+    # hit point and outward normal
+    p = origins + t_safe[:, None] * dirs
+    cen = torch.where(corn[:, None], cc[best], c[best])
+    rad = torch.where(corn, rc[best], r[best])
+    normal = torch.where(hit[:, None], (p - cen) / rad[:, None], torch.zeros_like(p))
+    # refraction at the cornea (eta = 1 / ior), safe values off the cornea
+    m = torch.where(corn[:, None], normal, torch.tensor([0.0, 0.0, 1.0], dtype=dt, device=dev).expand(n, 3))
+    u = dirs / dirs.norm(dim=-1, keepdim=True)
+    u = torch.where(corn[:, None], u, -m)
+    eta = 1.0 / ior[best]
+    ci = (-(u * m).sum(-1)).clamp(0.0, 1.0)
+    sin2t = eta * eta * (1.0 - ci * ci)
+    tir = corn & (sin2t > 1)
+    ct = torch.sqrt(torch.where(sin2t < 1, 1.0 - sin2t, torch.ones_like(sin2t)))
+    ct = torch.where(sin2t < 1, ct, torch.zeros_like(ct))
+    refr = eta[:, None] * u + (eta * ci - ct)[:, None] * m
+    mirror = u + (2.0 * ci)[:, None] * m
+    refr = torch.where(tir[:, None], mirror, refr)
+    B, D = eta * ci + ct, ci + eta * ct
+    rs = torch.where(B > 0, (eta * ci - ct) / torch.where(B > 0, B, torch.ones_like(B)), torch.ones_like(B))
+    rp = torch.where(D > 0, (ci - eta * ct) / torch.where(D > 0, D, torch.ones_like(D)), torch.ones_like(D))
+    fres = torch.where(tir, torch.ones_like(rs), 0.5 * (rs * rs + rp * rp))
+    # iris plane: centre c + g * h * r, h = cornea_offset + cornea_radius - iris_depth
+    gb = g[best]
+    ic = c[best] + gb * ((co + cr - idp) * r)[best][:, None]
+    den = (refr * gb).sum(-1)
+    going_in = corn & ~tir & (den < 0)
+    den_s = torch.where(going_in, den, -torch.ones_like(den))
+    s = ((ic - p) * gb).sum(-1) / den_s
+    going_in = going_in & (s > 0)
+    s_safe = torch.where(going_in, s, torch.zeros_like(s))
+    q = p + s_safe[:, None] * refr
+    e_u, e_v = gaze_frame(gb)
+    off = (q - ic) / (lr * r)[best][:, None]
+    uv = torch.stack([(off * e_u).sum(-1), (off * e_v).sum(-1)], -1)
+    on_iris = going_in & ((uv * uv).sum(-1) <= 1.0)
+    region = torch.where(corn & ~on_iris, torch.full_like(region, REGION_CORNEA), region)
+    zero3 = torch.zeros_like(refr)
+    refr_dir = torch.where(corn[:, None], refr, zero3)
+    fresnel = torch.where(corn, fres, torch.zeros_like(fres))
+    t_iris = torch.where(on_iris, s_safe, inf)
+    iris_uv = torch.where(on_iris[:, None], uv, torch.zeros_like(uv))
+    return t_out, eye_idx, region, normal, refr_dir, fresnel, t_iris, iris_uv

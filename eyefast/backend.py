@@ -14,7 +14,7 @@ __all__ = ["Backend", "get"]
 
 
 class Backend:
-    """Methods: ``hash_encode``, ``sh_encode``, ``ray_sphere``, ``sampling``,
+    """Methods: ``hash_encode``, ``sh_encode``, ``ray_sphere``, ``trace_eyes``, ``sampling``,
     ``weights_from_density``, ``accumulate``. ``name`` is ``"eyefast"`` or ``"reference"``."""
 
     name = "?"
@@ -27,6 +27,10 @@ class Backend:
 
     def ray_sphere(self, origins, dirs, centers, radii):  # pragma: no cover - interface
         """(t_near, t_far, index, normal) of :func:`eyefast.ops.ray_sphere_intersect`."""
+        raise NotImplementedError
+
+    def trace_eyes(self, origins, dirs, eyes):  # pragma: no cover - interface
+        """The 8 outputs of :func:`eyefast.ops.trace_eyes` as a tuple."""
         raise NotImplementedError
 
     def sampling(self, grid, rays_o, rays_d, **kw):  # pragma: no cover - interface
@@ -61,6 +65,9 @@ class _Eyefast(Backend):
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._ops.ray_sphere_intersect(origins, dirs, centers, radii)
 
+    def trace_eyes(self, origins, dirs, eyes):
+        return tuple(self._ops.trace_eyes(origins, dirs, eyes, check=False))
+
     def sampling(self, grid, rays_o, rays_d, **kw):
         return grid.sampling(rays_o, rays_d, **kw)
 
@@ -87,6 +94,9 @@ class _Reference(Backend):
 
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._eye.ray_sphere_intersect(origins, dirs, centers, radii)
+
+    def trace_eyes(self, origins, dirs, eyes):
+        return self._eye.trace_eyes(origins, dirs, eyes)
 
     @torch.no_grad()
     def sampling(self, grid, rays_o, rays_d, sigma_fn=None, near_plane=0.0, far_plane=1e10, t_min=None,

@@ -66,6 +66,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .model import CORNEA_ROUGHNESS, IRIS_ROUGHNESS
+from .reference.eye import MODEL_EYE
+
 __all__ = ["ExportError", "export_run", "main", "build_parser", "sdf_volume", "extract_face_mesh",
            "visible_faces", "clipped_face_mesh", "unwrap", "vertex_tangents", "write_obj", "load_trainer"]
 
@@ -74,6 +77,7 @@ DEFAULT_UV_SIZE = 2048
 DEFAULT_MC_RES = 256
 GAMMA_TEX = 2.2  # diffuse.png = albedo ** (1 / 2.2)
 EYE_SPECULAR, EYE_ROUGHNESS = 0.2, 0.05  # SPEC 2: fixed eye BRDF
+CORNEA_IOR = MODEL_EYE["ior"]  # eye_model cornea: one refracting surface into the aqueous
 F0_SCALE = 0.08  # F0 = 0.08 * specular (SPEC 3)
 #: glTF KHR_materials_ior: F0 = ((ior - 1) / (ior + 1))^2 = 0.08
 GLTF_IOR = (1.0 + math.sqrt(F0_SCALE)) / (1.0 - math.sqrt(F0_SCALE))
@@ -525,9 +529,17 @@ def export_run(trainer, out_dir: str, uv_size: int = 2048, mc_res: int = 256, pr
     eyes = {}
     centers = model.eye_centers.detach().float()
     radius = float(model.eye_radius.detach())
+    corneas = {}
     for k, side in ((0, "left"), (1, "right")):
-        eyes[side] = _export_eye(model, cap, centers[k], radius, os.path.join(out_dir, side), eye_uv_size,
-                                 chunk_size, quiet, side)
+        folder = os.path.join(out_dir, side)
+        cut = None
+        if model.cornea:
+            corneas[side] = _export_cornea(model, k, folder, side, max(64, eye_uv_size // 4))
+            cut = (corneas[side]["gaze"], corneas[side]["iris_plane"] * radius)
+        eyes[side] = _export_eye(model, cap, centers[k], radius, folder, eye_uv_size, chunk_size, quiet, side, cut)
+        if model.cornea:
+            eyes[side]["paths"].update(corneas[side]["paths"])
+            eyes[side]["cornea"] = corneas[side]
         for key, p in eyes[side]["paths"].items():
             paths[f"{side}/{key}"] = p
         stats[f"{side}_eye_faces"] = eyes[side]["n_faces"]
@@ -556,6 +568,9 @@ def export_run(trainer, out_dir: str, uv_size: int = 2048, mc_res: int = 256, pr
                       "(config eyeball_left_center), seen on the viewer's right",
         "eyes": {s: {"center": eyes[s]["center"], "radius": radius, "faces": eyes[s]["n_faces"]} for s in eyes},
         "eye_brdf": {"specular": EYE_SPECULAR, "roughness": EYE_ROUGHNESS},
+        "eye_model": model.eye_model,
+        **({"cornea": {s: {k: v for k, v in corneas[s].items() if k not in ("paths", "iris", "mesh")}
+                       for s in corneas}} if corneas else {}),
         "light": {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity),
                   "light_scale": float(model.light_scale.detach()), "gamma": float(cfg.light.gamma)},
         "roughness_range": [float(cfg.brdf.min_roughness), float(cfg.brdf.max_roughness)],
@@ -574,18 +589,23 @@ def export_run(trainer, out_dir: str, uv_size: int = 2048, mc_res: int = 256, pr
 
 
 def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, size: int, chunk: int, quiet: bool,
-                side: str) -> dict:
-    """One eye: icosphere (level 3) minus the faces no training camera sees, UVs, textures."""
+                side: str, cut=None) -> dict:
+    """One eye: icosphere (level 3) minus the faces no training camera sees, UVs, textures.
+    ``cut = (gaze [3], h)``: also minus the faces in front of the plane ``(x - c) . gaze = h``
+    (the refractive eye: the iris disc and the cornea replace the front of the globe)."""
     import trimesh
 
     os.makedirs(folder, exist_ok=True)
     c = center.cpu().numpy().astype(np.float64)
-    sph = trimesh.creation.icosphere(subdivisions=3, radius=radius)
+    sph = trimesh.creation.icosphere(subdivisions=4 if cut is not None else 3, radius=radius)
     V = np.asarray(sph.vertices) + c
     Fs = np.asarray(sph.faces, dtype=np.int64)
+    if cut is not None:
+        g, h = np.asarray(cut[0], dtype=np.float64), float(cut[1])
+        Fs = Fs[((V[Fs].mean(1) - c) @ g) < h]
     dev = cap.device
     cen = torch.as_tensor(V[Fs].mean(1), dtype=torch.float32, device=dev)
-    fn = torch.as_tensor(np.array(sph.face_normals), dtype=torch.float32, device=dev)
+    fn = F.normalize(torch.as_tensor(V[Fs].mean(1) - c, dtype=torch.float32, device=dev), dim=-1)
     seen = torch.zeros(len(Fs), dtype=torch.bool, device=dev)
     for i in range(cap.n_frames):
         to_cam = cap.cam_centers[i] - cen
@@ -633,6 +653,83 @@ def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, si
             "center": [float(v) for v in c], "radius": radius, "n_faces": int(len(Fs))}
 
 
+def _cap_mesh(center, radius, axis, e_u, e_v, cos_max, rings=16, segments=64):
+    """Spherical cap of ``radius`` about ``axis`` from the pole to polar angle ``acos(cos_max)``:
+    (verts [V, 3], faces [F, 3] counter-clockwise seen from outside, unit normals [V, 3])."""
+    th_max = math.acos(max(-1.0, min(1.0, cos_max)))
+    verts, normals = [axis.copy()], []
+    for i in range(1, rings + 1):
+        th = th_max * i / rings
+        for j in range(segments):
+            ph = 2.0 * math.pi * j / segments
+            verts.append(math.sin(th) * (math.cos(ph) * e_u + math.sin(ph) * e_v) + math.cos(th) * axis)
+    nrm = np.asarray(verts)
+    faces = [[0, 1 + j, 1 + (j + 1) % segments] for j in range(segments)]
+    for i in range(rings - 1):
+        a, b = 1 + i * segments, 1 + (i + 1) * segments
+        for j in range(segments):
+            j1 = (j + 1) % segments
+            faces += [[a + j, b + j, b + j1], [a + j, b + j1, a + j1]]
+    return center + radius * nrm, np.asarray(faces, dtype=np.int64), nrm
+
+
+def _export_cornea(model, k: int, folder: str, side: str, tex_size: int) -> dict:
+    """The refractive eye's extra assets (``eye_model: cornea``): ``cornea.obj`` (the clear cap in
+    front of the limbus, the cornea sphere's part outside the globe), ``iris.obj`` (the disc in the
+    iris plane out to the globe, with UVs) and ``iris.png`` (its albedo ** (1/2.2): the learned iris
+    texture inside the limbus, the learned colour behind the cornea outside it)."""
+    from .reference.eye import gaze_frame
+
+    os.makedirs(folder, exist_ok=True)
+    r = float(model.eye_radius.detach())
+    c = model.eye_centers.detach()[k].double().cpu()
+    g = F.normalize(model.gaze.detach()[k].double().cpu(), dim=0)
+    e_u, e_v = (v.numpy() for v in gaze_frame(g))
+    cr, co, lr, idp = (MODEL_EYE[key] for key in ("cornea_radius", "cornea_offset", "limbus_radius", "iris_depth"))
+    h_iris = co + cr - idp  # iris plane, along the gaze from the centre, units of r
+    x_l = (co * co + 1.0 - cr * cr) / (2.0 * co)  # plane of the cornea/globe seam
+    c_np, g_np = c.numpy(), g.numpy()
+    # cornea cap: the cornea sphere from its apex to the seam with the globe
+    cV, cF, cN = _cap_mesh(c_np + g_np * co * r, cr * r, g_np, e_u, e_v, (x_l - co) / cr)
+    # iris disc: out to where the iris plane meets the globe, UVs over [-s, s]^2 in limbus units
+    rho_max = math.sqrt(max(0.0, 1.0 - h_iris * h_iris))
+    s_uv = rho_max / lr
+    rings, segs = 12, 64
+    pts = [np.zeros(2)] + [rho_max * i / rings * np.array([math.cos(2 * math.pi * j / segs),
+                                                          math.sin(2 * math.pi * j / segs)])
+                           for i in range(1, rings + 1) for j in range(segs)]
+    pts = np.asarray(pts)  # [V, 2] in units of r
+    iV = c_np + g_np * h_iris * r + r * (pts[:, :1] * e_u + pts[:, 1:] * e_v)
+    _, iF, _ = _cap_mesh(np.zeros(3), 1.0, g_np, e_u, e_v, 0.0, rings, segs)
+    uvm = pts / lr  # model iris uv (unit disc = limbus)
+    iUV = np.stack([(uvm[:, 0] / s_uv + 1.0) * 0.5, 1.0 - (uvm[:, 1] / s_uv + 1.0) * 0.5], -1)
+    iN = np.repeat(g_np[None], len(iV), 0)
+    # bake: texel centres over [-s, s]^2, row 0 = top = uv_v -s
+    lin = (torch.arange(tex_size, dtype=torch.float32) + 0.5) / tex_size * 2.0 - 1.0
+    vv, uu = torch.meshgrid(lin * s_uv, lin * s_uv, indexing="ij")
+    uv = torch.stack([uu, vv], -1).reshape(-1, 2)
+    dev = model.iris_texture.device
+    with torch.no_grad():
+        alb = model.iris_albedo(torch.full((uv.shape[0],), k, dtype=torch.long, device=dev), uv.to(dev)).cpu()
+        inner = torch.sigmoid(model.cornea_inner.detach()[k]).cpu()
+    alb = torch.where((uv.norm(dim=-1) <= 1.0)[:, None], alb, inner[None].expand_as(alb))
+    img = _u8(alb.reshape(tex_size, tex_size, 3).clamp(0, 1) ** (1.0 / GAMMA_TEX))
+    paths = {"cornea": os.path.join(folder, "cornea.obj"), "iris": os.path.join(folder, "iris.obj"),
+             "iris_mtl": os.path.join(folder, "iris.mtl"), "iris_texture": os.path.join(folder, "iris.png")}
+    write_obj(paths["cornea"], cV, cF, header=f"eyefast {side} cornea: clear cap, index {MODEL_EYE['ior']} "
+                                              f"(one refracting surface), radius {cr * r:.6g}")
+    write_obj(paths["iris"], iV, iF, iUV, mtl="iris.mtl", material=f"{side}_iris",
+              header=f"eyefast {side} iris disc (plane {h_iris * r:.6g} in front of the eye centre)")
+    _write_mtl(paths["iris_mtl"], f"{side}_iris", {"map_Kd": "iris.png"},
+               extra=f"iris: diffuse only (Burley roughness {IRIS_ROUGHNESS}), seen through the cornea\n")
+    _png(paths["iris_texture"], img)
+    return {"paths": paths, "gaze": g_np.tolist(), "iris_plane": h_iris, "cornea_center":
+            (c_np + g_np * co * r).tolist(), "cornea_radius": cr * r, "limbus_radius": lr * r,
+            "ior": MODEL_EYE["ior"],
+            "iris": {"verts": iV, "faces": iF, "uvs": iUV, "normals": iN, "tex": {"diffuse": img}},
+            "mesh": {"verts": cV, "faces": cF, "normals": cN}}
+
+
 # ============================================================================ glTF
 def _pil(arr: np.ndarray):
     from PIL import Image
@@ -669,6 +766,18 @@ def _write_glb(path, V, Fc, UV, vn, tang, u8, nts_u8, eyes, max_rough) -> None:
                           roughnessFactor=EYE_ROUGHNESS)
         scene.add_geometry(mesh_of(e["verts"], e["faces"], e["uvs"], e["normals"], mat),
                            geom_name=f"{side}_eye", node_name=f"{side}_eye")
+        if "cornea" in e:
+            ir, cm = e["cornea"]["iris"], e["cornea"]["mesh"]
+            imat = PBRMaterial(name=f"{side}_iris", baseColorTexture=_pil(ir["tex"]["diffuse"]), metallicFactor=0.0,
+                               roughnessFactor=IRIS_ROUGHNESS)
+            scene.add_geometry(mesh_of(ir["verts"], ir["faces"], ir["uvs"], ir["normals"], imat),
+                               geom_name=f"{side}_iris", node_name=f"{side}_iris")
+            cmat = PBRMaterial(name=f"{side}_cornea", baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
+                               roughnessFactor=CORNEA_ROUGHNESS)
+            cmesh = trimesh.Trimesh(vertices=cm["verts"], faces=cm["faces"], process=False)
+            cmesh.visual.material = cmat
+            cmesh.vertex_normals = cm["normals"]
+            scene.add_geometry(cmesh, geom_name=f"{side}_cornea", node_name=f"{side}_cornea")
     data = scene.export(file_type="glb", include_normals=True)
     with open(path, "wb") as fh:
         fh.write(_patch_glb(data))
@@ -677,7 +786,8 @@ def _write_glb(path, V, Fc, UV, vn, tang, u8, nts_u8, eyes, max_rough) -> None:
 def _patch_glb(data: bytes) -> bytes:
     """Post-processes trimesh's GLB: the custom ``_TANGENT`` attribute becomes the standard ``TANGENT``,
     materials get KHR_materials_specular (face: the A channel of its metallicRoughness texture;
-    eyes: factor 0.2) and KHR_materials_ior (1.788, so F0 = 0.08 * specular as in the BRDF)."""
+    eyes: factor 0.2; irises: 0) and KHR_materials_ior (1.788, so F0 = 0.08 * specular as in the
+    BRDF); corneas get KHR_materials_transmission (clear) with KHR_materials_ior 1.336."""
     import struct
 
     magic, version, length = struct.unpack_from("<III", data, 0)
@@ -705,12 +815,18 @@ def _patch_glb(data: bytes) -> bytes:
     for mat in js.get("materials", []):
         ext = mat.setdefault("extensions", {})
         pbr = mat.get("pbrMetallicRoughness", {})
-        if mat.get("name") == "face" and "metallicRoughnessTexture" in pbr:
+        name = mat.get("name", "")
+        if name == "face" and "metallicRoughnessTexture" in pbr:
             ext["KHR_materials_specular"] = {"specularFactor": 1.0,
                                              "specularTexture": dict(pbr["metallicRoughnessTexture"])}
+        elif name.endswith("_cornea"):  # clear, refracting: transmission with the aqueous index
+            ext["KHR_materials_transmission"] = {"transmissionFactor": 1.0}
+            used.add("KHR_materials_transmission")
+        elif name.endswith("_iris"):  # diffuse only
+            ext["KHR_materials_specular"] = {"specularFactor": 0.0}
         else:
             ext["KHR_materials_specular"] = {"specularFactor": EYE_SPECULAR}
-        ext["KHR_materials_ior"] = {"ior": GLTF_IOR}
+        ext["KHR_materials_ior"] = {"ior": CORNEA_IOR if name.endswith("_cornea") else GLTF_IOR}
         pbr.setdefault("metallicFactor", 0.0)
         mat["pbrMetallicRoughness"] = pbr
         used |= {"KHR_materials_specular", "KHR_materials_ior"}
@@ -745,6 +861,9 @@ def render_preview(trainer, face: dict, eyes: dict, path: str, long_side: int = 
     Ks = _scaled_K(cap.K.cpu(), s)
     w2c, c2w = cap.w2c[0].cpu(), cap.c2w[0].cpu()
     objs = [face, eyes["left"], eyes["right"]]
+    # refractive eyes: the iris discs (diffuse, normal = gaze); the clear corneas are left out (this
+    # rasteriser does not refract)
+    objs += [{**eyes[s]["cornea"]["iris"], "iris": True} for s in ("left", "right") if "cornea" in eyes[s]]
     verts, faces, uvs, obj_id, off = [], [], [], [], 0
     for k, o in enumerate(objs):
         verts.append(torch.as_tensor(o["verts"], dtype=torch.float32))
@@ -784,6 +903,10 @@ def render_preview(trainer, face: dict, eyes: dict, path: str, long_side: int = 
             spec[sel] = smp(o["tex"]["specular"])[:, :1]
             rough[sel] = smp(o["tex"]["roughness"])[:, :1]
             nrm[sel] = F.normalize(smp(o["tex"]["normal"]) * 2 - 1, dim=-1)
+        elif o.get("iris"):
+            spec[sel] = 0.0
+            rough[sel] = IRIS_ROUGHNESS
+            nrm[sel] = torch.as_tensor(o["normals"][0], dtype=torch.float32)
         else:
             spec[sel] = EYE_SPECULAR
             rough[sel] = EYE_ROUGHNESS

@@ -17,11 +17,19 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from .nn.hash_grid import HashGrid
+from .reference import shading as S
+from .reference.eye import MODEL_EYE, REGION_IRIS, pack_eyes
 
 __all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density", "OBJECTS"]
 
 #: the objects of the per-object opacity, in this order
 OBJECTS = ("face", "left_eye", "right_eye")
+
+#: texels per side of the learnable iris texture (eye_model: cornea)
+IRIS_RES = 64
+#: gloss of the cornea's reflection (GGX roughness) and of the iris behind it (Burley roughness)
+CORNEA_ROUGHNESS = 0.05
+IRIS_ROUGHNESS = 0.5
 
 
 def volsdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
@@ -150,6 +158,17 @@ class HeadModel(nn.Module):
         self.register_buffer("frame_seen", torch.zeros(n_frames, dtype=torch.bool))
         self.sh_beta = float(d.beta)
         self.sh_scale = float(d.sh_scale)
+        # SPEC 8 refractive eye (config eye_model: cornea): a clear cornea cap on each globe (the
+        # model-eye ratios of MODEL_EYE, scaled by the learned radius), a learnable gaze per eye,
+        # a learnable iris texture (sigmoid albedo over the iris disc) and the colour seen through
+        # the cornea where the refracted ray misses the iris.
+        self.eye_model = str(cfg.eye_model)
+        if self.eye_model == "cornea":
+            if self.ignore_eyeball:
+                raise ValueError("config: eye_model 'cornea' needs the eyes in the scene (data.ignore_eyeball false)")
+            self.gaze = nn.Parameter(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+            self.iris_texture = nn.Parameter(torch.zeros(2, 3, IRIS_RES, IRIS_RES))
+            self.cornea_inner = nn.Parameter(torch.zeros(2, 3))
 
     # ---------------------------------------------------------------- parameters
     @property
@@ -175,10 +194,90 @@ class HeadModel(nn.Module):
         grow = step // max(1, level_grow_iter)
         self.sdf.set_active_levels(init_level + grow)
 
-    # ---------------------------------------------------------------- geometry
+    # ---------------------------------------------------------------- eyes
+    @property
+    def cornea(self) -> bool:
+        return self.eye_model == "cornea"
+
+    def eyes_packed(self) -> torch.Tensor:
+        """The ``[2, 12]`` eye parameters of :func:`eyefast.ops.trace_eyes` (differentiable)."""
+        return pack_eyes(self.eye_centers, self.eye_radius, self.gaze).contiguous()
+
+    def init_gaze(self, camera_centers: torch.Tensor) -> None:
+        """Gaze of each eye = mean direction from the eye to the training cameras (the subject
+        looks at the phone); then learned."""
+        with torch.no_grad():
+            for k in range(2):
+                v = F.normalize(camera_centers.to(self.gaze) - self.eye_centers[k].detach(), dim=-1).mean(0)
+                self.gaze[k] = F.normalize(v, dim=0)
+
+    def _cornea_spheres(self):
+        """Cornea sphere centres [2, 3] and radius (scalar tensor)."""
+        r = self.eye_radius
+        g = F.normalize(self.gaze, dim=-1)
+        return self.eye_centers + g * (MODEL_EYE["cornea_offset"] * r), MODEL_EYE["cornea_radius"] * r
+
     def eye_sdf(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 2]`` signed distances to the left and right eye spheres."""
-        return (x[:, None, :] - self.eye_centers[None]).norm(dim=-1) - self.eye_radius
+        """``[N, 2]`` signed distances to the left and right eyes (globe, with the cornea cap
+        when ``eye_model`` is ``cornea``: the union of the two spheres)."""
+        d = (x[:, None, :] - self.eye_centers[None]).norm(dim=-1) - self.eye_radius
+        if self.cornea:
+            cc, rc = self._cornea_spheres()
+            d = torch.minimum(d, (x[:, None, :] - cc[None]).norm(dim=-1) - rc)
+        return d
+
+    def eye_normal(self, x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+        """Outward unit normal ``[N, 3]`` of eye ``which [N]`` at points near its surface."""
+        c = self.eye_centers[which]
+        n = F.normalize(x - c, dim=-1)
+        if self.cornea:
+            cc, rc = self._cornea_spheres()
+            ccw = cc[which]
+            on_c = (x - ccw).norm(dim=-1) - rc < (x - c).norm(dim=-1) - self.eye_radius
+            n = torch.where(on_c[:, None], F.normalize(x - ccw, dim=-1), n)
+        return n
+
+    def iris_albedo(self, eye: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+        """Iris albedo ``[N, 3]`` at iris-plane coordinates ``uv [N, 2]`` (unit disc) of eye ``eye [N]``."""
+        out = uv.new_zeros(uv.shape[0], 3)
+        for k in range(2):
+            sel = torch.nonzero(eye == k).squeeze(-1)
+            if sel.numel():
+                tex = torch.sigmoid(self.iris_texture[k:k + 1]).to(uv.dtype)
+                s = F.grid_sample(tex, uv[sel][None, None], mode="bilinear", padding_mode="border",
+                                  align_corners=False)
+                out = out.index_copy(0, sel, s[0, :, 0].T)
+        return out
+
+    def cornea_rgb(self, trace, rays_o, rays_d, occlusion, light):
+        """Colour of rays that hit a cornea (``trace``: the 8 outputs of ``trace_eyes``, already
+        selected to such rays): the co-located light's reflection off the cornea (GGX, roughness
+        :data:`CORNEA_ROUGHNESS`, exact Fresnel ``F``) plus ``(1 - F)^2`` times the iris behind it,
+        lit along the reversed refracted ray (Burley diffuse over the unfolded path length, and
+        the SH ambient at the iris normal = gaze); where the refracted ray misses the iris, a
+        learnable colour per eye stands in for what lies behind. Returns ``(rgb, albedo)``."""
+        t, eye, region, normal, refr, fres, t_iris, uv = trace
+        dt = rays_o.dtype
+        p = rays_o + t[:, None] * rays_d
+        dist = (rays_o - p).norm(dim=-1, keepdim=True)
+        light_c = torch.as_tensor(light["color"], dtype=dt, device=rays_o.device).reshape(1, 3)
+        E = light_c * light["intensity"] * self.light_scale / (dist * dist)
+        ci = (-(F.normalize(rays_d, dim=-1) * normal).sum(-1, keepdim=True)).clamp(0.0, 1.0)
+        alpha = torch.full_like(ci, CORNEA_ROUGHNESS ** 2)
+        refl = S.ggx_distribution(ci, alpha) * S.smith_visibility(ci, ci, alpha) * fres[:, None] * E * ci
+        on_iris = region == REGION_IRIS
+        albedo = torch.where(on_iris[:, None], self.iris_albedo(eye, uv),
+                             torch.sigmoid(self.cornea_inner)[eye.clamp_min(0)].to(dt))
+        s = torch.where(on_iris, t_iris, torch.zeros_like(t_iris))[:, None]
+        q = p + s * refr
+        g = F.normalize(self.gaze, dim=-1)[eye.clamp_min(0)].to(dt)
+        sh = S.shade_colocated(q, g, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["color"],
+                               light["intensity"], self.light_scale, self.sh_coeffs, self.sh_beta,
+                               occlusion[:, None], self.sh_scale)
+        trans = (1.0 - fres)[:, None] ** 2
+        return refl + trans * (sh["diffuse"] + sh["ambient"]), albedo
+
+    # ---------------------------------------------------------------- geometry
 
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Scene SDF ``[N]`` = min(face, eyes) (face alone with ``ignore_eyeball``)."""
@@ -210,6 +309,4 @@ class HeadModel(nn.Module):
             return n
         e = self.eye_sdf(x)
         emin, which = e.min(-1)
-        c = self.eye_centers[which]
-        n_eye = F.normalize(x - c, dim=-1)
-        return torch.where((emin < sdf)[:, None], n_eye, n)
+        return torch.where((emin < sdf)[:, None], self.eye_normal(x, which), n)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .reference import shading as S
+from .reference.eye import REGION_IRIS
 
 __all__ = ["render_rays", "step_size", "render_image"]
 
@@ -98,8 +99,7 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
         emin, which = eye.min(-1)
         on_eye = emin < sdf_face
         sdf_scene = torch.minimum(sdf_face, emin)
-        n_eye = F.normalize(x - model.eye_centers[which], dim=-1)
-        normals = torch.where(on_eye[:, None], n_eye, n_face)
+        normals = torch.where(on_eye[:, None], model.eye_normal(x, which), n_face)
         sig_obj = model.density(torch.cat([sdf_face[:, None], eye], -1))
     sigma = model.density(sdf_scene)
     weights, trans, _ = ops.weights_from_density(ts, te, sigma, ri, n)
@@ -109,8 +109,8 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
     opacity = ops.accumulate(weights, None, ri, n)[:, 0]
     out = {"opacity": opacity, "obj_opacity": obj_opacity, "n_samples": int(m), "eikonal": eikonal}
     if shading == "sample":
-        _shade_samples(out, model, ops, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light,
-                       with_extras)
+        _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, n,
+                       frame_ids, light, with_extras)
     else:
         _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids,
                        light, with_extras)
@@ -131,7 +131,8 @@ def _shade(model, x, normals, cam, albedo, spec, rough, occ, light):
                              model.sh_scale)
 
 
-def _shade_samples(out, model, ops, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light, extras):
+def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids,
+                   light, extras):
     """Shading at every sample, then compositing (the NeuS-style path)."""
     albedo, spec, rough = _material(model, x, None if on_eye is None else on_eye.to(x.dtype))
     shade = _shade(model, x, normals, o, albedo, spec, rough, model.occlusion(frame_ids)[ri], light)
@@ -139,10 +140,15 @@ def _shade_samples(out, model, ops, x, o, d, normals, feat, on_eye, mid, weights
     vals = [shade["rgb"], rad, spec[:, None], mid[:, None]]
     if extras:
         vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
+    if model.cornea:
+        vals.append(on_eye.to(x.dtype)[:, None])
     acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
     out.update(rgb=acc[:, 0:3], rgb_rad=acc[:, 3:6], specular=acc[:, 6], depth=acc[:, 7])
     if extras:
         out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
+    if model.cornea:
+        eye_w = (acc[:, -1] / out["opacity"].clamp_min(1e-6)).clamp(0.0, 1.0)
+        _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras)
 
 
 def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light,
@@ -170,6 +176,30 @@ def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mi
     if extras:
         out.update(normal=ns * w, diffuse=(shade["diffuse"] + shade["ambient"]) * w, spec_rgb=shade["specular"] * w,
                    albedo=albedo * w)
+    if model.cornea:
+        _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras)
+
+
+def _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras):
+    """Refractive eyes (``eye_model: cornea``): rays the fused ``trace_eyes`` kernel finds on a
+    cornea take, for the eye share ``eye_w`` of their opacity, the cornea colour of
+    :meth:`eyefast.model.HeadModel.cornea_rgb` (reflection + refracted iris) instead of the
+    surface shading; the sclera keeps the volumetric material path."""
+    trace = ops.trace_eyes(rays_o.contiguous(), rays_d.contiguous(), model.eyes_packed().to(rays_o.dtype))
+    idx = torch.nonzero(trace[2] >= REGION_IRIS).squeeze(-1)
+    if idx.numel() == 0:
+        return
+    sub = tuple(v[idx] for v in trace)
+    rgb_c, alb_c = model.cornea_rgb(sub, rays_o[idx], rays_d[idx], model.occlusion(frame_ids[idx]), light)
+    cw = eye_w[idx][:, None]
+    opw = out["opacity"][idx][:, None] * cw
+
+    def mix(key, val):
+        out[key] = out[key].index_copy(0, idx, out[key][idx] * (1.0 - cw) + opw * val)
+
+    mix("rgb", rgb_c)
+    if extras:
+        mix("albedo", alb_c)
 
 
 def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: int, shading: str = "surface"):

@@ -184,9 +184,6 @@ class Trainer:
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist else (0, 1)
         self.quiet = quiet or self.rank != 0
         self.ops = backends.get(cfg.ops_backend)
-        if cfg.eye_model != "sphere":
-            raise ValueError(f"config key 'eye_model': {cfg.eye_model!r} (the refractive eye) is not in the trainer yet; "
-                             "use eye_model: sphere")
         if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
             self._say("loss.w_lpips: LPIPS weights cannot be downloaded here; the perceptual term is skipped")
         self.train_cap = Capture.from_config(cfg, "train", device=self.device)
@@ -195,6 +192,8 @@ class Trainer:
         n_frames_all = int(max(self.train_cap.frame_ids.max(), self.val_cap.frame_ids.max())) + 1
         torch.manual_seed(cfg.train.seed)
         self.model = HeadModel(cfg, self.ops, n_frames_all).to(self.device)
+        if self.model.cornea:
+            self.model.init_gaze(self.train_cap.c2w[:, :3, 3])
         b = cfg.data.bound
         from .occupancy import OccupancyGrid
 

@@ -25,8 +25,11 @@ __all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density",
 #: the objects of the per-object opacity, in this order
 OBJECTS = ("face", "left_eye", "right_eye")
 
-#: texels per side of the learnable iris texture (eye_model: cornea)
-IRIS_RES = 64
+#: texels per side of the levels of the learnable iris texture (eye_model: cornea)
+IRIS_PYRAMID = (8, 16, 32, 64)
+#: learning-rate multiplier of the iris texture and the colour behind the cornea (per-texel
+#: parameters in logit space, as fast as a hash-grid table would be)
+TEXTURE_LR_SCALE = 20.0
 #: gloss of the cornea's reflection (GGX roughness) and of the iris behind it (Burley roughness)
 CORNEA_ROUGHNESS = 0.05
 IRIS_ROUGHNESS = 0.5
@@ -167,7 +170,10 @@ class HeadModel(nn.Module):
             if self.ignore_eyeball:
                 raise ValueError("config: eye_model 'cornea' needs the eyes in the scene (data.ignore_eyeball false)")
             self.gaze = nn.Parameter(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
-            self.iris_texture = nn.Parameter(torch.zeros(2, 3, IRIS_RES, IRIS_RES))
+            # a pyramid of textures summed before the sigmoid: coarse texels learn the low frequencies
+            # from the few pixels an iris covers, fine ones the detail
+            self.iris_texture = nn.ParameterList(
+                [nn.Parameter(torch.zeros(2, 3, r, r)) for r in IRIS_PYRAMID])
             self.cornea_inner = nn.Parameter(torch.zeros(2, 3))
 
     # ---------------------------------------------------------------- parameters
@@ -243,11 +249,15 @@ class HeadModel(nn.Module):
         for k in range(2):
             sel = torch.nonzero(eye == k).squeeze(-1)
             if sel.numel():
-                tex = torch.sigmoid(self.iris_texture[k:k + 1]).to(uv.dtype)
-                s = F.grid_sample(tex, uv[sel][None, None], mode="bilinear", padding_mode="border",
-                                  align_corners=False)
-                out = out.index_copy(0, sel, s[0, :, 0].T)
+                g = uv[sel][None, None]
+                logit = sum(F.grid_sample(t[k:k + 1].to(uv.dtype), g, mode="bilinear", padding_mode="border",
+                                          align_corners=False) for t in self.iris_texture)
+                out = out.index_copy(0, sel, torch.sigmoid(logit[0, :, 0].T))
         return out
+
+    def texture_parameters(self) -> list:
+        """Parameters trained with :data:`TEXTURE_LR_SCALE` times the learning rate."""
+        return list(self.iris_texture) + [self.cornea_inner] if self.cornea else []
 
     def cornea_rgb(self, trace, rays_o, rays_d, occlusion, light):
         """Colour of rays that hit a cornea (``trace``: the 8 outputs of ``trace_eyes``, already

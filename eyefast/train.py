@@ -40,7 +40,7 @@ from . import backend as backends
 from . import config as config_mod
 from .data import Capture
 from .metrics import psnr as psnr_fn, ssim as ssim_fn
-from .model import HeadModel
+from .model import TEXTURE_LR_SCALE, HeadModel
 from .reference import shading as S
 from .render import render_image, render_rays, step_size
 
@@ -205,8 +205,12 @@ class Trainer:
         if self.world > 1:  # every rank starts from rank 0's weights and grid
             for tsr in list(self.model.state_dict().values()) + list(self.grid.state_dict().values()):
                 dist.broadcast(tsr, 0)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr, eps=1e-15)
+        fast = {id(p) for p in self.model.texture_parameters()}
+        params = [p for p in self.model.parameters() if p.requires_grad and id(p) not in fast]
+        groups = [{"params": params}]
+        if fast:
+            groups.append({"params": self.model.texture_parameters(), "lr": cfg.train.lr * TEXTURE_LR_SCALE})
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, eps=1e-15)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
@@ -547,10 +551,12 @@ class Trainer:
         if old is None or old == self.cfg.train.lr:
             return
         self._say(f"train.lr {self.cfg.train.lr} replaces the checkpoint's {old}")
-        for g in self.optimizer.param_groups:
-            g["initial_lr"] = self.cfg.train.lr
-            g["lr"] = self.cfg.train.lr * self._lr_lambda(self.step)
-        self.scheduler.base_lrs = [self.cfg.train.lr for _ in self.scheduler.base_lrs]
+        base = [self.cfg.train.lr * (1.0 if i == 0 else TEXTURE_LR_SCALE)
+                for i in range(len(self.optimizer.param_groups))]
+        for g, lr in zip(self.optimizer.param_groups, base):
+            g["initial_lr"] = lr
+            g["lr"] = lr * self._lr_lambda(self.step)
+        self.scheduler.base_lrs = base
 
     def load(self, path: str, weights_only_model: bool = False) -> None:
         ck = load_checkpoint(path, map_location=self.device)

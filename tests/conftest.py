@@ -47,6 +47,16 @@ def tiny(tmp_path_factory):
     return str(d)
 
 
+@pytest.fixture(scope="session")
+def tiny_refractive(tmp_path_factory):
+    """The `tiny` synthetic capture with refracting corneas (``--refractive``; read-only)."""
+    from eyefast import synth
+
+    d = tmp_path_factory.mktemp("tiny_refractive")
+    synth.generate(str(d), preset="tiny", refractive=True)
+    return str(d)
+
+
 def tiny_cfg(tiny, workspace, *extra):
     """The tiny capture's config on the CPU, writing to ``workspace``, without validation, previews or
     periodic checkpoints (plus ``extra`` overrides)."""

@@ -1,0 +1,135 @@
+"""The refractive eye model (``eye_model: cornea``, SPEC section 8): shading, gradients, training,
+export, on the `tiny --refractive` synthetic capture."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+from conftest import tiny_cfg
+import torch
+import torch.nn.functional as F
+
+from eyefast import backend
+from eyefast.export import export_run
+from eyefast.model import CORNEA_ROUGHNESS, HeadModel
+from eyefast.reference.eye import MODEL_EYE, REGION_IRIS, trace_eyes
+from eyefast.train import Trainer
+
+
+def _model(tiny_refractive, tmp_path, dtype=torch.float32):
+    cfg = tiny_cfg(tiny_refractive, tmp_path)
+    assert cfg.eye_model == "cornea"  # the synth writes it for --refractive
+    m = HeadModel(cfg, backend.get("reference"), 4).to(dtype)
+    with torch.no_grad():
+        m.gaze.copy_(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    return m
+
+
+def _apex_ray(m, k, dist):
+    """A ray along -gaze through eye k's corneal apex, starting ``dist`` in front of it."""
+    g = F.normalize(m.gaze.detach()[k], dim=0)
+    apex = m.eye_centers.detach()[k] + g * (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"]) * m.eye_radius.detach()
+    return (apex + dist * g)[None].to(m.gaze.dtype), (-g)[None].to(m.gaze.dtype)
+
+
+def test_cornea_colour_at_normal_incidence_is_reflection_plus_transmitted_iris(tiny_refractive, tmp_path):
+    m = _model(tiny_refractive, tmp_path, torch.float64)
+    albedo = 0.3
+    with torch.no_grad():
+        m.iris_texture[0].fill_(math.log(albedo / (1 - albedo)))  # the pyramid sums logits: level 0 carries it
+    o, d = _apex_ray(m, 0, 2.0)
+    tr = trace_eyes(o, d, m.eyes_packed().double())
+    assert int(tr[2]) == REGION_IRIS and int(tr[1]) == 0
+    light = {"color": [1.0, 1.0, 1.0], "intensity": 12.0}
+    occ = torch.ones(1, dtype=torch.float64)
+    rgb, alb = m.cornea_rgb(tr, o, d, occ, light)
+    n = MODEL_EYE["ior"]
+    Fr = ((n - 1) / (n + 1)) ** 2
+    assert float(tr[5].detach()) == pytest.approx(Fr, rel=1e-9)
+    a = CORNEA_ROUGHNESS ** 2
+    t_iris = MODEL_EYE["iris_depth"] * float(m.eye_radius.detach())
+    assert float(tr[6].detach()) == pytest.approx(t_iris, rel=1e-9)
+    # GGX at n.h = 1: D = 1 / (pi a^2), Smith / (4 n.l n.v) = 1 / 4; Burley at normal incidence: albedo / pi;
+    # ambient: softplus(0) / beta (SH coefficients start at 0) x occlusion x albedo x sh_scale
+    refl = Fr * 12.0 / 2.0 ** 2 / (4 * math.pi * a * a)
+    diffuse = albedo / math.pi * 12.0 / (2.0 + t_iris) ** 2
+    ambient = math.log(2.0) / m.sh_beta * albedo * m.sh_scale
+    want = refl + (1 - Fr) ** 2 * (diffuse + ambient)
+    # rtol: GGX with alpha = 0.0025 is so sharp at n.h = 1 that a 1e-13 rounding of the cosine moves D by 1e-7
+    assert torch.allclose(rgb.detach(), torch.full_like(rgb, want), rtol=1e-6)
+    assert torch.allclose(alb.detach(), torch.full_like(alb, albedo), rtol=1e-9)
+
+
+def test_cornea_colour_trains_the_eye_geometry_and_the_iris(tiny_refractive, tmp_path):
+    m = _model(tiny_refractive, tmp_path)
+    g = torch.Generator().manual_seed(0)
+    o, d = _apex_ray(m, 1, 2.0)
+    # a bundle of rays around the apex ray: iris, cornea-only and sclera hits
+    jitter = (torch.rand(256, 3, generator=g) - 0.5) * 0.03
+    d = F.normalize(d + jitter, dim=-1)
+    o = o.expand_as(d)
+    tr = trace_eyes(o, d, m.eyes_packed())
+    sel = torch.nonzero(tr[2] >= REGION_IRIS).squeeze(-1)
+    assert sel.numel() > 20
+    rgb, _ = m.cornea_rgb(tuple(v[sel] for v in tr), o[sel], d[sel], torch.ones(sel.numel()),
+                          {"color": [1.0, 1.0, 1.0], "intensity": 12.0})
+    (rgb * torch.linspace(0, 1, 3)).sum().backward()
+    for name, p in (("gaze", m.gaze), ("eye_centers", m.eye_centers), ("eye_s", m.eye_s),
+                    ("iris_texture[0]", m.iris_texture[0]), ("light_scale", m.light_scale)):
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+    assert torch.isfinite(m.gaze.grad).all()
+
+
+def test_eye_sdf_is_the_union_of_globe_and_cornea(tiny_refractive, tmp_path):
+    m = _model(tiny_refractive, tmp_path)
+    o, d = _apex_ray(m, 0, 0.0)  # the apex: on the cornea, outside the globe
+    e = m.eye_sdf(o)
+    assert abs(float(e[0, 0])) < 1e-6
+    r = float(m.eye_radius)
+    c = m.eye_centers.detach()[0]
+    assert float(((o[0] - c).norm() - r)) > 0.05 * r  # the cornea stands out of the globe
+    n = m.eye_normal(o, torch.zeros(1, dtype=torch.long))
+    assert torch.allclose(n, F.normalize(m.gaze.detach()[0], dim=0)[None], atol=1e-6)
+
+
+def test_train_and_export_refractive(tiny_refractive, tmp_path):
+    tr = Trainer(tiny_cfg(tiny_refractive, tmp_path), quiet=True)
+    assert tr.model.cornea and len(tr.optimizer.param_groups) == 2
+    g0 = tr.model.gaze.detach().clone()
+    res = [tr.train_step() for _ in range(4)]
+    assert all(np.isfinite(r["loss"]) for r in res)
+    assert not torch.equal(g0, tr.model.gaze.detach())  # the gaze learns
+    r = tr.render_view(tr.val_cap, 0)
+    assert torch.isfinite(r["rgb"]).all()
+    out = tmp_path / "export"
+    paths = export_run(tr, str(out), uv_size=64, mc_res=40, preview=True)
+    for side in ("left", "right"):
+        for f in ("cornea.obj", "iris.obj", "iris.mtl", "iris.png", "mesh.obj"):
+            assert os.path.getsize(out / side / f) > 0, f"{side}/{f}"
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["eye_model"] == "cornea"
+    assert meta["cornea"]["left"]["ior"] == pytest.approx(MODEL_EYE["ior"])
+    data = open(paths["glb"], "rb").read()
+    clen, _ = struct.unpack_from("<II", data, 12)
+    js = json.loads(data[20:20 + clen])
+    mats = {m["name"]: m for m in js["materials"]}
+    assert "KHR_materials_transmission" in js["extensionsUsed"]
+    for side in ("left", "right"):
+        ext = mats[f"{side}_cornea"]["extensions"]
+        assert ext["KHR_materials_transmission"]["transmissionFactor"] == 1.0
+        assert ext["KHR_materials_ior"]["ior"] == pytest.approx(MODEL_EYE["ior"])
+        assert "baseColorTexture" in mats[f"{side}_iris"]["pbrMetallicRoughness"]
+    names = {n.get("name") for n in js["nodes"]}
+    assert {"left_cornea", "right_cornea", "left_iris", "right_iris"} <= names
+    # the cornea cap meets the globe: its rim lies on the globe sphere
+    V = np.array([[float(x) for x in ln.split()[1:]] for ln in open(out / "left" / "cornea.obj") if ln.startswith("v ")])
+    c = tr.model.eye_centers.detach()[0].numpy()
+    rad = float(tr.model.eye_radius)
+    dist = np.linalg.norm(V - c, axis=1)
+    assert dist.max() == pytest.approx(rad * (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"]), rel=1e-4)
+    assert dist.min() == pytest.approx(rad, rel=1e-3)

@@ -84,6 +84,11 @@ DATA_DEFAULTS = {
     "eyeball_min_size": ("float", 0.04),
     "eyeball_max_size": ("float", 0.06),
     "fix_eyeball_center": ("bool", False),
+    # eyefast additions for eye_model "cornea": the gaze of both eyes (world direction; the
+    # converted convention has the face looking along +z) and whether it stays fixed (default:
+    # fixed; a learned static gaze trades off against the iris texture, see README)
+    "eye_gaze": ("vec3", [0.0, 0.0, 1.0]),
+    "fix_eye_gaze": ("bool", True),
     "left_eye_ldm": ("ldm", None),
     "right_eye_ldm": ("ldm", None),
     "sh_scale": ("float", 1.0),

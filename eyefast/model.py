@@ -169,7 +169,11 @@ class HeadModel(nn.Module):
         if self.eye_model == "cornea":
             if self.ignore_eyeball:
                 raise ValueError("config: eye_model 'cornea' needs the eyes in the scene (data.ignore_eyeball false)")
-            self.gaze = nn.Parameter(torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+            g = F.normalize(torch.tensor([d.eye_gaze], dtype=torch.float32), dim=-1)
+            if g[0, 2] <= -1.0 + 1e-3:
+                raise ValueError("config key 'data.eye_gaze': the iris frame needs a gaze away from -z "
+                                 "(the face looks along +z in eyefast's world)")
+            self.gaze = nn.Parameter(g.repeat(2, 1), requires_grad=not d.fix_eye_gaze)
             # a pyramid of textures summed before the sigmoid: coarse texels learn the low frequencies
             # from the few pixels an iris covers, fine ones the detail
             self.iris_texture = nn.ParameterList(
@@ -208,14 +212,6 @@ class HeadModel(nn.Module):
     def eyes_packed(self) -> torch.Tensor:
         """The ``[2, 12]`` eye parameters of :func:`eyefast.ops.trace_eyes` (differentiable)."""
         return pack_eyes(self.eye_centers, self.eye_radius, self.gaze).contiguous()
-
-    def init_gaze(self, camera_centers: torch.Tensor) -> None:
-        """Gaze of each eye = mean direction from the eye to the training cameras (the subject
-        looks at the phone); then learned."""
-        with torch.no_grad():
-            for k in range(2):
-                v = F.normalize(camera_centers.to(self.gaze) - self.eye_centers[k].detach(), dim=-1).mean(0)
-                self.gaze[k] = F.normalize(v, dim=0)
 
     def _cornea_spheres(self):
         """Cornea sphere centres [2, 3] and radius (scalar tensor)."""

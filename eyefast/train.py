@@ -192,8 +192,6 @@ class Trainer:
         n_frames_all = int(max(self.train_cap.frame_ids.max(), self.val_cap.frame_ids.max())) + 1
         torch.manual_seed(cfg.train.seed)
         self.model = HeadModel(cfg, self.ops, n_frames_all).to(self.device)
-        if self.model.cornea:
-            self.model.init_gaze(self.train_cap.c2w[:, :3, 3])
         b = cfg.data.bound
         from .occupancy import OccupancyGrid
 
@@ -524,8 +522,9 @@ class Trainer:
         atomic_save(self.state_dict(), path)
 
     #: config keys a checkpoint's model and grid depend on: loading it with other values is an error
-    STRUCTURAL_KEYS = ("data.bound", "data.ignore_eyeball", "data.fix_eyeball_center", "eye_model", "network.num_levels",
-                       "network.level_dim", "network.geo_feat_dim", "renderer.grid_resolution")
+    STRUCTURAL_KEYS = ("data.bound", "data.ignore_eyeball", "data.fix_eyeball_center", "data.fix_eye_gaze",
+                       "eye_model", "network.num_levels", "network.level_dim", "network.geo_feat_dim",
+                       "renderer.grid_resolution")
 
     @staticmethod
     def _get(d, key):

@@ -98,12 +98,14 @@ def test_eye_sdf_is_the_union_of_globe_and_cornea(tiny_refractive, tmp_path):
 
 
 def test_train_and_export_refractive(tiny_refractive, tmp_path):
-    tr = Trainer(tiny_cfg(tiny_refractive, tmp_path), quiet=True)
+    tr = Trainer(tiny_cfg(tiny_refractive, tmp_path, "data.fix_eye_gaze=false"), quiet=True)
     assert tr.model.cornea and len(tr.optimizer.param_groups) == 2
     g0 = tr.model.gaze.detach().clone()
+    t0 = [t.detach().clone() for t in tr.model.iris_texture]
     res = [tr.train_step() for _ in range(4)]
     assert all(np.isfinite(r["loss"]) for r in res)
-    assert not torch.equal(g0, tr.model.gaze.detach())  # the gaze learns
+    assert not torch.equal(g0, tr.model.gaze.detach())  # fix_eye_gaze=false: the gaze learns
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(t0, tr.model.iris_texture))
     r = tr.render_view(tr.val_cap, 0)
     assert torch.isfinite(r["rgb"]).all()
     out = tmp_path / "export"

@@ -16,12 +16,13 @@ DEMO_DATA ?= data/demo
 JOBS ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build test pytest ctest cuda-check demo bench clean
+.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models clean
 
 help:
 	@echo "make demo   - set up, build, synthesise the demo capture, train, export, evaluate"
 	@echo "make test   - set up, build, pytest + ctest + nvcc compile check"
 	@echo "make bench  - benchmark table (python -m benchmarks.run)"
+	@echo "make eye-models - sphere vs refractive eye on the refractive demo capture (~15 min on 2 cores)"
 
 # The virtual environment, with torch pinned (a CPU build from local disk here) and the deps.
 $(VENV)/.deps-stamp: requirements.txt
@@ -74,6 +75,9 @@ demo: build
 
 bench: build
 	$(PY) -m benchmarks.run
+
+eye-models: build
+	$(PY) -m benchmarks.eye_models --json benchmarks/results/eye_models.json
 
 clean:
 	rm -rf build build-cmake*.log eyefast/_C*.so $(VENV)/.install-stamp

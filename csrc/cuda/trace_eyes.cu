@@ -14,8 +14,8 @@ int trace_eyes_forward(const T* origins, const T* dirs, int64_t n, const T* eyes
     int e = check_record_init(check, stream);
     if (e) return e;
   }
-  TraceEyesForward<T, I> body{origins, dirs, eyes, n_eyes, t, eye, region, normal, refr_dir, fresnel,
-                              t_iris,  iris_uv, check, n};
+  TraceEyesForward<T, I> body{origins, dirs, eyes,    n_eyes, t, eye, region, normal, refr_dir, fresnel,
+                              t_iris,  iris_uv, check, n,    nullptr /* geometry derived per ray */};
   const int64_t rows = n > n_eyes ? n : static_cast<int64_t>(n_eyes);  // rows < E check eye i
   return static_cast<int>(for_each_cuda(rows, body, stream));
 }
@@ -27,7 +27,7 @@ int trace_eyes_backward(const T* origins, const T* dirs, int64_t n, const T* eye
                         T* g_eyes, void* stream) {
   TraceEyesBackward<T, I> body{origins, dirs,       eyes,      t,         eye,      region,
                                g_t,     g_normal,   g_refr_dir, g_fresnel, g_t_iris, g_iris_uv,
-                               g_origins, g_dirs};
+                               g_origins, g_dirs,   nullptr};
   // Block-level shared-memory sums of the [E, 12] eye gradients, one global atomic per block and
   // slot (launch_cuda.cuh).
   return static_cast<int>(

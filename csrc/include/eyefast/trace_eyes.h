@@ -236,6 +236,13 @@ struct TraceEyesForward {
   T* iris_uv;        // [N, 2]
   CheckRecord* check;  // nullable: no checks
   int64_t n;           // rays; the launcher runs rows [0, max(n, E)) so that every eye is checked
+  // Optional per-eye geometry (load_eye of each row) precomputed by the launcher; null: derived
+  // per ray (the CUDA launchers: cheap there, and no scratch memory needed).
+  const EyeGeometry<T>* geometry;
+
+  EF_HD EyeGeometry<T> eye_geometry(int64_t k) const {
+    return geometry ? geometry[k] : load_eye(eyes + kEyeParams * k);
+  }
 
   EF_HD void check_eye(int64_t k) const {
     const T* e = eyes + kEyeParams * k;
@@ -275,7 +282,7 @@ struct TraceEyesForward {
     bool best_cornea = false;
     for (int32_t k = 0; k < n_eyes; ++k) {
       bool on_cornea;
-      const T tk = eye_entry(load_eye(eyes + kEyeParams * k), o, d, a, on_cornea);
+      const T tk = eye_entry(eye_geometry(k), o, d, a, on_cornea);
       if (tk < best) {
         best = tk;
         best_k = k;
@@ -296,7 +303,7 @@ struct TraceEyesForward {
       return;
     }
     EyeShade<T> sh;
-    eye_shade(load_eye(eyes + kEyeParams * best_k), o, d, best, best_cornea, sh);
+    eye_shade(eye_geometry(best_k), o, d, best, best_cornea, sh);
     t[i] = best;
     eye[i] = static_cast<I>(best_k);
     store3(normal + 3 * i, sh.N);
@@ -331,6 +338,7 @@ struct TraceEyesBackward {
   const T* g_iris_uv;   // [N, 2] or null
   T* g_origins;         // [N, 3]
   T* g_dirs;            // [N, 3]
+  const EyeGeometry<T>* geometry;  // optional, as in TraceEyesForward
   // Accumulates d/d eyes[k, j] into slot 12 k + j.
 
   template <class Acc>
@@ -342,7 +350,7 @@ struct TraceEyesBackward {
     if (k >= 0 && reg != kRegionMiss) {
       const vec3<T> o = load3(origins + 3 * i);
       const vec3<T> d = load3(dirs + 3 * i);
-      const EyeGeometry<T> e = load_eye(eyes + kEyeParams * k);
+      const EyeGeometry<T> e = geometry ? geometry[k] : load_eye(eyes + kEyeParams * k);
       const T ti = t[i];
       const bool cornea = reg == kRegionIris || reg == kRegionCornea;
       EyeShade<T> sh;

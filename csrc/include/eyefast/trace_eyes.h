@@ -43,6 +43,14 @@
 #include "eyefast/ray_sphere.h"
 #include "eyefast/refract.h"
 
+// The per-ray bodies below are large; GCC would otherwise call them out of line (through the PLT,
+// in the shared library) once per ray. Force them inline on the host too.
+#if defined(__CUDACC__)
+#define EF_TE_HD EF_HD
+#else
+#define EF_TE_HD inline __attribute__((always_inline))
+#endif
+
 namespace eyefast {
 
 constexpr int kEyeParams = 12;  // columns of the eyes tensor (reference EYE_COLUMNS)
@@ -95,10 +103,11 @@ struct EyeGeometry {
   T cr, co, lr, idp, ior;
   vec3<T> cc;      // cornea centre
   T rc;            // cornea radius
+  T rb2;           // squared radius of a sphere around c enclosing globe and cornea (with margin)
 };
 
 template <typename T>
-EF_HD EyeGeometry<T> load_eye(const T* e /* [12] */) {
+EF_TE_HD EyeGeometry<T> load_eye(const T* e /* [12] */) {
   EyeGeometry<T> q;
   q.c = load3(e);
   q.r = e[kEyeRadius];
@@ -113,12 +122,16 @@ EF_HD EyeGeometry<T> load_eye(const T* e /* [12] */) {
   q.ior = e[kEyeIor];
   q.cc = q.c + q.g * (q.co * q.r);
   q.rc = q.cr * q.r;
+  // Bounding sphere of the eye: both spheres lie within max(r, |co| r + rc) of c. The 1e-3
+  // margin keeps the rejection test looser than the exact tests despite rounding.
+  const T rb = ef_max(q.r, ef_abs(q.co * q.r) + q.rc) * T(1.001);
+  q.rb2 = rb * rb;
   return q;
 }
 
 // Iris-plane axes of a unit gaze (reference gaze_frame).
 template <typename T>
-EF_HD void gaze_frame(const vec3<T>& g, vec3<T>& e_u, vec3<T>& e_v) {
+EF_TE_HD void gaze_frame(const vec3<T>& g, vec3<T>& e_u, vec3<T>& e_v) {
   const T k = T(1) / (T(1) + g.z);
   e_u = vec3<T>{T(1) - g.x * g.x * k, -g.x * g.y * k, -g.x};
   e_v = vec3<T>{-g.x * g.y * k, T(1) - g.y * g.y * k, -g.y};
@@ -126,7 +139,7 @@ EF_HD void gaze_frame(const vec3<T>& g, vec3<T>& e_u, vec3<T>& e_v) {
 
 // Pulls gradients of (e_u, e_v) back to the unit gaze g (added to gg).
 template <typename T>
-EF_HD void gaze_frame_backward(const vec3<T>& g, const vec3<T>& g_eu, const vec3<T>& g_ev, vec3<T>& gg) {
+EF_TE_HD void gaze_frame_backward(const vec3<T>& g, const vec3<T>& g_eu, const vec3<T>& g_ev, vec3<T>& gg) {
   const T k = T(1) / (T(1) + g.z);
   const T gxy = g_eu.y + g_ev.x;  // both entries are -gx gy k
   gg.x += g_eu.x * (T(-2) * g.x * k) - gxy * g.y * k - g_eu.z;
@@ -137,12 +150,16 @@ EF_HD void gaze_frame_backward(const vec3<T>& g, const vec3<T>& g_eu, const vec3
 
 // The entry candidate of one eye: t (+inf when none) and whether it is on the cornea.
 template <typename T>
-EF_HD T eye_entry(const EyeGeometry<T>& e, const vec3<T>& o, const vec3<T>& d, T a, bool& on_cornea) {
+EF_TE_HD T eye_entry(const EyeGeometry<T>& e, const vec3<T>& o, const vec3<T>& d, T a, bool& on_cornea) {
   const vec3<T> oc_g = o - e.c;
-  const vec3<T> oc_c = o - e.cc;
   on_cornea = false;
+  // Quick rejection: the line misses the eye's bounding sphere (most rays miss most eyes).
+  const T bb = dot(oc_g, d);
+  const T og2 = dot(oc_g, oc_g);
+  if (bb * bb < a * (og2 - e.rb2)) return ef_inf<T>();
+  const vec3<T> oc_c = o - e.cc;
   // Origin inside the globe or the cornea: the eye is ignored.
-  if (dot(oc_g, oc_g) < e.r * e.r || dot(oc_c, oc_c) < e.rc * e.rc) return ef_inf<T>();
+  if (og2 < e.r * e.r || dot(oc_c, oc_c) < e.rc * e.rc) return ef_inf<T>();
   T t0, t1, sq;
   T tg = ef_inf<T>(), tc = ef_inf<T>();
   if (sphere_roots(oc_g, d, a, e.r, t0, t1, sq) && t0 >= T(0)) tg = t0;
@@ -173,7 +190,7 @@ struct EyeShade {
 };
 
 template <typename T>
-EF_HD void eye_shade(const EyeGeometry<T>& e, const vec3<T>& o, const vec3<T>& d, T t, bool cornea,
+EF_TE_HD void eye_shade(const EyeGeometry<T>& e, const vec3<T>& o, const vec3<T>& d, T t, bool cornea,
                      EyeShade<T>& sh) {
   sh.p = o + t * d;
   sh.C = cornea ? e.cc : e.c;
@@ -240,7 +257,7 @@ struct TraceEyesForward {
   // per ray (the CUDA launchers: cheap there, and no scratch memory needed).
   const EyeGeometry<T>* geometry;
 
-  EF_HD EyeGeometry<T> eye_geometry(int64_t k) const {
+  EF_TE_HD EyeGeometry<T> eye_geometry(int64_t k) const {
     return geometry ? geometry[k] : load_eye(eyes + kEyeParams * k);
   }
 
@@ -266,7 +283,7 @@ struct TraceEyesForward {
     if (!(ior > T(0)) || !ef_isfinite(ior)) report_bad_row(check, kTE_IorInvalid, k);
   }
 
-  EF_HD void operator()(int64_t i) const {
+  EF_TE_HD void operator()(int64_t i) const {
     if (check && i < n_eyes) check_eye(i);
     if (i >= n) return;
     const vec3<T> o = load3(origins + 3 * i);
@@ -342,7 +359,7 @@ struct TraceEyesBackward {
   // Accumulates d/d eyes[k, j] into slot 12 k + j.
 
   template <class Acc>
-  EF_HD void operator()(int64_t i, const Acc& acc) const {
+  EF_TE_HD void operator()(int64_t i, const Acc& acc) const {
     const vec3<T> zero3{T(0), T(0), T(0)};
     vec3<T> go = zero3, gd = zero3;
     const int64_t k = static_cast<int64_t>(eye[i]);

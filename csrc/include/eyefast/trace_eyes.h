@@ -15,7 +15,9 @@
 // Per ray (o, d; d need not be unit length, t is in units of d):
 //   For each eye whose globe and cornea spheres both leave the origin outside (|o - c| >= r and
 //   |o - cc| >= rc; else the eye is ignored), the entry roots tg, tc >= 0 of the two spheres
-//   (sphere_roots of ray_sphere.h, +inf when missed or behind); the eye's candidate is
+//   (sphere_roots of ray_sphere.h, so t equals ray_sphere_intersect's t_near bit for bit; +inf
+//   when missed or behind; a line that misses a slightly inflated bounding sphere of the eye is
+//   rejected first, which changes no result); the eye's candidate is
 //   min(tg, tc), on the cornea iff tc < tg (ties -> sclera). The first eye with the smallest
 //   candidate wins (strict <: ties -> lower index). Miss: t = +inf, eye = -1, region 0, every
 //   other output 0 (t_iris +inf).
@@ -192,6 +194,7 @@ struct EyeShade {
 template <typename T>
 EF_TE_HD void eye_shade(const EyeGeometry<T>& e, const vec3<T>& o, const vec3<T>& d, T t, bool cornea,
                      EyeShade<T>& sh) {
+  sh = EyeShade<T>{};  // fields a branch below does not reach read as 0
   sh.p = o + t * d;
   sh.C = cornea ? e.cc : e.c;
   sh.R = cornea ? e.rc : e.r;

@@ -16,8 +16,8 @@
 //   For each eye whose globe and cornea spheres both leave the origin outside (|o - c| >= r and
 //   |o - cc| >= rc; else the eye is ignored), the entry roots tg, tc >= 0 of the two spheres
 //   (sphere_roots of ray_sphere.h, so t equals ray_sphere_intersect's t_near bit for bit; +inf
-//   when missed or behind; a line that misses a slightly inflated bounding sphere of the eye is
-//   rejected first, which changes no result); the eye's candidate is
+//   when missed or behind; a line that misses a bounding sphere of the eye is rejected first, see
+//   load_eye); the eye's candidate is
 //   min(tg, tc), on the cornea iff tc < tg (ties -> sclera). The first eye with the smallest
 //   candidate wins (strict <: ties -> lower index). Miss: t = +inf, eye = -1, region 0, every
 //   other output 0 (t_iris +inf).
@@ -124,8 +124,11 @@ EF_TE_HD EyeGeometry<T> load_eye(const T* e /* [12] */) {
   q.ior = e[kEyeIor];
   q.cc = q.c + q.g * (q.co * q.r);
   q.rc = q.cr * q.r;
-  // Bounding sphere of the eye: both spheres lie within max(r, |co| r + rc) of c. The 1e-3
-  // margin keeps the rejection test looser than the exact tests despite rounding.
+  // Bounding sphere of the eye: both spheres lie within max(r, |co| r + rc) of c. The rejection
+  // test (eye_entry) cannot drop a globe hit: it uses the globe test's own rounded b, a and
+  // |o - c|^2 with a radius >= r, and rounding is monotone (without FMA contraction, i.e. on the
+  // host; on CUDA only exactly tangent rays could differ by an ulp). For the cornea the 1e-3 margin covers
+  // rounding unless the origin is ~1e4 radii away (float32).
   const T rb = ef_max(q.r, ef_abs(q.co * q.r) + q.rc) * T(1.001);
   q.rb2 = rb * rb;
   return q;

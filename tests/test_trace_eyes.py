@@ -175,6 +175,20 @@ def test_matches_reference_float32(device, e):
         assert rel_err(a, b64) <= 1.5 * rel_err(b32, b64) + 1e-7, OUT_NAMES[k]
 
 
+def test_sclera_t_is_ray_sphere_t_bitwise(device):
+    # Same root formula as ray_sphere_intersect (ray_sphere.h's sphere_roots): identical bits.
+    o, d, eyes = scene(5000, 2, torch.float32, device, seed=3)
+    out = ops.trace_eyes(o, d, eyes)
+    t_near, _, index, _ = ops.ray_sphere_intersect(o, d, eyes[:, :3].contiguous(), eyes[:, 3].contiguous())
+    c, r, g, _, _ = _geometry(eyes.double().cpu())
+    cc, rc = c + g * (eyes[:, 8].double().cpu() * r)[:, None], eyes[:, 7].double().cpu() * r
+    oo = o.double().cpu()[:, None]
+    outside = (((oo - c).norm(dim=-1) > r * 1.001) & ((oo - cc).norm(dim=-1) > rc * 1.001)).all(1)  # ray_sphere enters at 0
+    sclera = (out.region == 1) & outside.to(out.region.device)
+    assert sclera.sum() > 1000
+    assert torch.equal(out.t[sclera], t_near[sclera]) and torch.equal(out.eye[sclera], index[sclera])
+
+
 def test_empty(device):
     eyes = make_eyes(2, 0).to(device)
     z = torch.zeros(0, 3, dtype=torch.float64, device=device)

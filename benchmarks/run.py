@@ -30,7 +30,8 @@ def collect(device: str, quick: bool, only: set[str] | None):
     for path in sorted(glob.glob(os.path.join(here, "cases_*.py"))):
         mod = importlib.import_module(f"benchmarks.{os.path.basename(path)[:-3]}")
         for case in mod.cases(device, quick):
-            if only is None or case.op in only:
+            # --only OP also selects OP's variants named OP+suffix (e.g. trace_eyes+bwd).
+            if only is None or case.op in only or case.op.split("+")[0] in only:
                 out.append(case)
     return out
 

@@ -13,13 +13,15 @@ synchronisation: pass ``check=False`` in hot loops where the inputs are known to
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from . import _ext
 
 _ext.load()
 
-__all__ = ["ray_sphere_intersect", "refract", "rasterize", "rasterize_uv", "project_to_clip", "interpolate"]
+__all__ = ["ray_sphere_intersect", "refract", "trace_eyes", "EyeTrace", "rasterize", "rasterize_uv", "project_to_clip", "interpolate"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +153,110 @@ def _refract_backward(ctx, g_out, g_refl, _g_tir):
 
 
 torch.library.register_autograd("eyefast::refract", _refract_backward, setup_context=_refract_setup)
+
+
+# --------------------------------------------------------------------------------------------
+# trace_eyes
+# --------------------------------------------------------------------------------------------
+class EyeTrace(NamedTuple):
+    """Result of :func:`trace_eyes` (N rays)."""
+
+    t: torch.Tensor  #: [N] distance to the first eye surface, in units of dirs; +inf on a miss
+    eye: torch.Tensor  #: [N] int64 index of the eye hit, -1 on a miss
+    region: torch.Tensor  #: [N] int64: 0 miss, 1 sclera, 2 iris (through the cornea), 3 cornea only
+    normal: torch.Tensor  #: [N, 3] outward unit normal at the hit (0 on a miss)
+    refr_dir: torch.Tensor  #: [N, 3] refracted (or, on TIR, mirrored) unit direction; cornea hits only
+    fresnel: torch.Tensor  #: [N] unpolarised Fresnel reflectance at the cornea (1 on TIR); cornea hits only
+    t_iris: torch.Tensor  #: [N] distance from the cornea hit to the iris along refr_dir; +inf unless region 2
+    iris_uv: torch.Tensor  #: [N, 2] iris-plane coordinates in limbus radii (axes: gaze_frame); region 2 only
+
+
+def trace_eyes(origins: torch.Tensor, dirs: torch.Tensor, eyes: torch.Tensor, *, check: bool = True) -> EyeTrace:
+    """Traces camera rays into refractive eyes in one fused kernel.
+
+    Each eye (a row of ``eyes``, columns :data:`eyefast.reference.eye.EYE_COLUMNS`; build it with
+    :func:`eyefast.reference.eye.pack_eyes`) is the union of its globe (centre ``c``, radius
+    ``r``) and a cornea cap: a sphere of radius ``cornea_radius * r`` whose centre lies
+    ``cornea_offset * r`` from ``c`` along the unit gaze ``g`` (the gaze columns need not be unit
+    length). Per ray:
+
+    * the first eye surface entered at ``t >= 0`` wins; eyes whose globe or cornea sphere contains
+      the ray origin are skipped. Equal distances go to the sclera (globe) over the cornea and to
+      the lower eye index.
+    * globe hit: ``region`` 1 (sclera).
+    * cornea hit: the ray refracts into the aqueous with ``eta = 1 / ior`` (Snell, exact
+      unpolarised Fresnel reflectance). If the refracted ray then meets the iris plane
+      (orthogonal to ``g``, ``iris_depth * r`` behind the corneal apex ``c + (cornea_offset +
+      cornea_radius) r g``) ahead of it, within ``limbus_radius * r`` of the plane's centre:
+      ``region`` 2 (iris), with ``t_iris`` and ``iris_uv``; otherwise ``region`` 3 (cornea: the
+      refracted ray misses the iris disc, or is totally reflected when ``ior < 1``, in which case
+      ``refr_dir`` is the mirror direction and ``fresnel`` 1).
+    * ``iris_uv`` are coordinates on the iris plane in units of the limbus radius along the axes of
+      :func:`eyefast.reference.eye.gaze_frame` (the world x and y axes turned by the smallest
+      rotation taking +z to ``g``); ``u^2 + v^2 <= 1`` on the iris.
+
+    Args:
+        origins: [N, 3] ray origins.
+        dirs: [N, 3] ray directions, any length > 0 (``t`` is in units of ``dirs``).
+        eyes: [E, 12] eye parameters (same dtype and device as ``origins``).
+        check: check the input values (see the module docstring): non-finite values, zero
+            directions, radius / cornea_radius / limbus_radius / ior <= 0, a zero gaze, or a gaze
+            along -z (where the iris frame is undefined).
+
+    Returns:
+        :class:`EyeTrace` ``(t, eye, region, normal, refr_dir, fresnel, t_iris, iris_uv)``; see its
+        fields. Outputs that do not apply to a ray's region are 0 (``t``/``t_iris``: +inf).
+
+    Differentiable w.r.t. origins, dirs and eyes (all 12 columns, the gaze through its
+    normalisation), through t, normal, refr_dir, fresnel, t_iris and iris_uv. The discrete choices
+    (which eye, which region) are held fixed; exactly tangent hits and the critical angle, where
+    the derivative is unbounded, contribute 0. Same contract as the pure-PyTorch reference
+    :func:`eyefast.reference.eye.trace_eyes`.
+    """
+    return EyeTrace(*torch.ops.eyefast.trace_eyes(origins, dirs, eyes, check))
+
+
+@torch.library.register_fake("eyefast::trace_eyes")
+def _trace_eyes_fake(origins, dirs, eyes, check=True):
+    torch._check(origins.dim() == 2 and origins.shape[1] == 3, lambda: "origins must have shape [N, 3]")
+    torch._check(dirs.shape == origins.shape, lambda: "dirs must have the shape of origins")
+    torch._check(eyes.dim() == 2 and eyes.shape[1] == 12, lambda: "eyes must have shape [E, 12]")
+    n = origins.shape[0]
+    return (
+        origins.new_empty(n),
+        origins.new_empty(n, dtype=torch.long),
+        origins.new_empty(n, dtype=torch.long),
+        origins.new_empty(n, 3),
+        origins.new_empty(n, 3),
+        origins.new_empty(n),
+        origins.new_empty(n),
+        origins.new_empty(n, 2),
+    )
+
+
+@torch.library.register_fake("eyefast::trace_eyes_backward")
+def _trace_eyes_bwd_fake(origins, dirs, eyes, t, eye, region, grad_t, grad_normal, grad_refr_dir, grad_fresnel,
+                         grad_t_iris, grad_iris_uv):
+    return torch.empty_like(origins), torch.empty_like(dirs), torch.empty_like(eyes)
+
+
+def _trace_eyes_setup(ctx, inputs, output):
+    origins, dirs, eyes, _check = inputs
+    ctx.save_for_backward(origins, dirs, eyes, output[0], output[1], output[2])
+
+
+def _trace_eyes_backward(ctx, g_t, _g_eye, _g_region, g_normal, g_refr_dir, g_fresnel, g_t_iris, g_iris_uv):
+    origins, dirs, eyes, t, eye, region = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    if not any(need[:3]):
+        return None, None, None, None
+    g_o, g_d, g_e = torch.ops.eyefast.trace_eyes_backward(
+        origins, dirs, eyes, t, eye, region, g_t, g_normal, g_refr_dir, g_fresnel, g_t_iris, g_iris_uv
+    )
+    return g_o if need[0] else None, g_d if need[1] else None, g_e if need[2] else None, None
+
+
+torch.library.register_autograd("eyefast::trace_eyes", _trace_eyes_backward, setup_context=_trace_eyes_setup)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ lib.eyefast_last_error.restype = ctypes.c_char_p
 lib.eyefast_ray_sphere_intersect_f32.argtypes = [f32p, f32p, ctypes.c_int64, f32p, f32p, ctypes.c_int32,
                                                  f32p, f32p, i32p, f32p]
 lib.eyefast_refract_f32.argtypes = [f32p, f32p, f32p, ctypes.c_int64, f32p, f32p, u8p]
+lib.eyefast_trace_eyes_f32.argtypes = [f32p, f32p, ctypes.c_int64, f32p, ctypes.c_int32, f32p, i32p, i32p, f32p,
+                                       f32p, f32p, f32p, f32p]
 
 
 def ptr(a, kind=f32p):
@@ -40,6 +42,62 @@ def c_refract(d, nm, eta):
     out, refl, tir = np.full((n, 3), np.nan, np.float32), np.full(n, np.nan, np.float32), np.full(n, 7, np.uint8)
     code = lib.eyefast_refract_f32(ptr(d), ptr(nm), ptr(eta), n, ptr(out), ptr(refl), ptr(tir, u8p))
     return code, lib.eyefast_last_error().decode(), (out, refl, tir)
+
+
+def c_trace_eyes(o, d, eyes):
+    n, e = o.shape[0], eyes.shape[0]
+    t, eye, region = np.full(n, np.nan, np.float32), np.full(n, 12345, np.int32), np.full(n, 12345, np.int32)
+    normal, refr = np.full((n, 3), np.nan, np.float32), np.full((n, 3), np.nan, np.float32)
+    fres, t_iris, uv = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32), np.full((n, 2), np.nan, np.float32)
+    code = lib.eyefast_trace_eyes_f32(ptr(o), ptr(d), n, ptr(eyes), e, ptr(t), ptr(eye, i32p), ptr(region, i32p),
+                                      ptr(normal), ptr(refr), ptr(fres), ptr(t_iris), ptr(uv))
+    return code, lib.eyefast_last_error().decode(), (t, eye, region, normal, refr, fres, t_iris, uv)
+
+
+def _eye_scene(n=2000, seed=0):
+    from eyefast.reference import eye as ref
+
+    rng = np.random.default_rng(seed)
+    eyes = ref.pack_eyes(torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]), torch.tensor([0.3, 0.35]),
+                         torch.tensor([[0.1, 0.0, 1.0], [-0.1, 0.1, 1.0]]), ior=torch.tensor([1.336, 0.8])).numpy()
+    o = (np.array([0.0, 0.0, 3.0]) + 0.2 * rng.standard_normal((n, 3))).astype(np.float32)
+    target = eyes[rng.integers(0, 2, n), :3] + 0.4 * rng.standard_normal((n, 3))
+    return o, (target - o).astype(np.float32), np.ascontiguousarray(eyes, np.float32)
+
+
+def test_c_api_trace_eyes_matches_torch_op():
+    o, d, eyes = _eye_scene()
+    code, msg, got = c_trace_eyes(o, d, eyes)
+    assert code == 0 and msg == ""
+    exp = ops.trace_eyes(*map(torch.from_numpy, (o, d, eyes)))
+    assert set(exp.region.tolist()) == {0, 1, 2, 3}
+    for a, b in zip(got, exp):
+        assert np.array_equal(a, b.numpy().astype(a.dtype)), "C API and torch op differ"
+
+
+def test_c_api_trace_eyes_errors():
+    o, d, eyes = _eye_scene(8)
+    bad = eyes.copy()
+    bad[1, 9] = 0.0  # limbus_radius
+    code, msg, _ = c_trace_eyes(o, d, bad)
+    assert code == 3 and "limbus_radius" in msg and "row 1" in msg
+    bad = eyes.copy()
+    bad[0, 4:7] = [0.0, 0.0, -1.0]
+    code, msg, _ = c_trace_eyes(o, d, bad)
+    assert code == 3 and "-z" in msg and "row 0" in msg
+    d2 = d.copy()
+    d2[3] = 0
+    code, msg, _ = c_trace_eyes(o, d2, eyes)
+    assert code == 3 and "dirs" in msg and "row 3" in msg
+    args = [None] * 13
+    args[2], args[4] = 4, 0
+    assert lib.eyefast_trace_eyes_f32(*args) == 1 and "origins" in lib.eyefast_last_error().decode()
+    args[2] = -1
+    assert lib.eyefast_trace_eyes_f32(*args) == 2
+    args[2], args[4] = 0, 2
+    assert lib.eyefast_trace_eyes_f32(*args) == 1 and "eyes" in lib.eyefast_last_error().decode()
+    args[4] = 0
+    assert lib.eyefast_trace_eyes_f32(*args) == 0  # nothing to do is fine
 
 
 def test_c_api_matches_torch_op():
@@ -132,6 +190,52 @@ def _fuzz_once(o, d, c, r, eta):
     ops.refract(t[1], t[0], t[4], check=False)
 
 
+@st.composite
+def trace_inputs(draw):
+    n = draw(st.integers(0, 8))
+    e = draw(st.integers(0, 3))
+    eyes = arr(draw, (e, 12))
+    if draw(st.booleans()):  # mostly plausible eyes, so that valid calls happen too
+        eyes[:, 3] = np.abs(eyes[:, 3]) + 0.5
+        eyes[:, 6] = np.abs(eyes[:, 6]) + 1.0
+        eyes[:, [7, 9, 11]] = np.abs(eyes[:, [7, 9, 11]]) + 0.1
+    return arr(draw, (n, 3)), arr(draw, (n, 3)), eyes
+
+
+def _trace_valid(o, d, eyes):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if not (np.isfinite(o).all() and np.isfinite(d).all() and np.isfinite(eyes).all()):
+            return False
+        if not (np.square(d).sum(1) > 0).all():
+            return False
+        g = eyes[:, 4:7]
+        gl2 = np.square(g).sum(1, dtype=np.float32)
+        if not (np.isfinite(gl2) & (gl2 > 0)).all():
+            return False
+        if (g[:, 2] / np.sqrt(gl2) <= np.float32(-1) + np.float32(1e-6)).any():
+            return False
+        return bool((eyes[:, [3, 7, 9, 11]] > 0).all())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trace_inputs())
+def test_fuzz_trace_eyes(inputs):
+    o, d, eyes = inputs
+    valid = _trace_valid(o, d, eyes)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = list(map(torch.from_numpy, (o, d, eyes)))
+        try:
+            out = ops.trace_eyes(*t)
+            assert valid, "invalid input was accepted"
+            assert ((out.eye >= -1) & (out.eye < max(len(eyes), 1))).all() and ((out.region >= 0) & (out.region <= 3)).all()
+        except ValueError as err:
+            assert not valid and any(k in str(err) for k in ("origins", "dirs", "eyes"))
+        code, msg, _ = c_trace_eyes(o, d, eyes)
+        assert (code == 0) == valid and (code == 0 or msg)
+        out = ops.trace_eyes(*t, check=False)  # unchecked: must not crash, whatever it returns
+        assert ((out.region >= 0) & (out.region <= 3)).all()
+
+
 @pytest.mark.parametrize("shape", [(5,), (5, 4), (2, 3, 3)])
 def test_fuzz_shapes_are_named(shape):
     bad = torch.zeros(shape)
@@ -177,3 +281,16 @@ def test_c_api_cuda_twins():
     assert code == 0
     ref = ops.refract(d, nm, eta)
     assert torch.equal(out, ref[0]) and torch.equal(refl, ref[1]) and torch.equal(tir.bool(), ref[2])
+    lib.eyefast_trace_eyes_f32_cuda.argtypes = [vp, vp, i64, vp, i32, vp, vp, vp, vp, vp, vp, vp, vp, vp]
+    o, d, eyes = (torch.from_numpy(x).cuda() for x in _eye_scene(5000))
+    exp = ops.trace_eyes(o, d, eyes)
+    got = [torch.full_like(x, 7) if x.dtype != torch.int64 else torch.full_like(x, 7, dtype=torch.int32) for x in exp]
+    code = lib.eyefast_trace_eyes_f32_cuda(o.data_ptr(), d.data_ptr(), 5000, eyes.data_ptr(), 2,
+                                           *[x.data_ptr() for x in got], stream)
+    assert code == 0, lib.eyefast_last_error()
+    for a, b in zip(got, exp):
+        assert torch.equal(a.to(b.dtype), b)
+    eyes[1, 3] = -1.0
+    code = lib.eyefast_trace_eyes_f32_cuda(o.data_ptr(), d.data_ptr(), 5000, eyes.data_ptr(), 2,
+                                           *[x.data_ptr() for x in got], stream)
+    assert code == 3 and b"radius" in lib.eyefast_last_error()

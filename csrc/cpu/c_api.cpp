@@ -64,6 +64,27 @@ int check_refract_args(const char* fn, const void* dirs, const void* normals, co
   return EYEFAST_OK;
 }
 
+int check_trace_eyes_args(const char* fn, const void* origins, const void* dirs, int64_t n, const void* eyes,
+                          int32_t e, const void* t, const void* eye, const void* region, const void* normal,
+                          const void* refr_dir, const void* fresnel, const void* t_iris, const void* iris_uv) {
+  if (n < 0) return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": n must be >= 0, got " + std::to_string(n));
+  if (e < 0) return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": e must be >= 0, got " + std::to_string(e));
+  if (n > 0) {
+    if (!origins) return null_arg(fn, "origins");
+    if (!dirs) return null_arg(fn, "dirs");
+    if (!t) return null_arg(fn, "t");
+    if (!eye) return null_arg(fn, "eye");
+    if (!region) return null_arg(fn, "region");
+    if (!normal) return null_arg(fn, "normal");
+    if (!refr_dir) return null_arg(fn, "refr_dir");
+    if (!fresnel) return null_arg(fn, "fresnel");
+    if (!t_iris) return null_arg(fn, "t_iris");
+    if (!iris_uv) return null_arg(fn, "iris_uv");
+  }
+  if (e > 0 && !eyes) return null_arg(fn, "eyes");
+  return EYEFAST_OK;
+}
+
 int check_rasterize_args(const char* fn, const void* verts_clip, int64_t v, const void* faces, int64_t f,
                          int32_t height, int32_t width, const void* pix_to_face, const void* bary, const void* depth) {
   if (v < 0) return fail(EYEFAST_ERROR_BAD_SIZE, std::string(fn) + ": v must be >= 0, got " + std::to_string(v));
@@ -121,6 +142,21 @@ int eyefast_refract_f32(const float* dirs, const float* normals, const float* et
   CheckRecord rec;
   cpu::refract_forward<float>(dirs, normals, eta, 1, n, out, reflectance, tir, &rec);
   return capi::check_result(fn, rec, capi::kRefractTexts);
+}
+
+int eyefast_trace_eyes_f32(const float* origins, const float* dirs, int64_t n, const float* eyes, int32_t e,
+                           float* t, int32_t* eye, int32_t* region, float* normal, float* refr_dir, float* fresnel,
+                           float* t_iris, float* iris_uv) {
+  const char* fn = "eyefast_trace_eyes_f32";
+  capi::clear();
+  if (int err = capi::check_trace_eyes_args(fn, origins, dirs, n, eyes, e, t, eye, region, normal, refr_dir, fresnel,
+                                            t_iris, iris_uv)) {
+    return err;
+  }
+  CheckRecord rec;
+  cpu::trace_eyes_forward<float, int32_t>(origins, dirs, n, eyes, e, t, eye, region, normal, refr_dir, fresnel,
+                                          t_iris, iris_uv, &rec);
+  return capi::check_result(fn, rec, capi::kTraceEyesTexts);
 }
 
 int eyefast_rasterize_f32(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f, int32_t height,

@@ -8,6 +8,7 @@
 #include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
 #include "eyefast/refract.h"
+#include "eyefast/trace_eyes.h"
 
 namespace eyefast {
 namespace capi {
@@ -50,6 +51,21 @@ inline constexpr FlagText kRefractTexts[] = {
     {kRF_EtaInvalid, "eta", "must be finite and > 0"},
 };
 
+inline constexpr FlagText kTraceEyesTexts[] = {
+    {kTE_OriginsNonFinite, "origins", "has a non-finite value"},
+    {kTE_DirsNonFinite, "dirs", "has a non-finite value"},
+    {kTE_DirsZero, "dirs", "has a zero-length direction"},
+    {kTE_CenterNonFinite, "eyes", "columns 0-2 (centre) have a non-finite value"},
+    {kTE_RadiusInvalid, "eyes", "column 3 (radius) must be finite and > 0"},
+    {kTE_GazeInvalid, "eyes", "columns 4-6 (gaze) must be finite and not all zero"},
+    {kTE_GazeBackward, "eyes", "columns 4-6 (gaze) point along -z: the iris frame is undefined there"},
+    {kTE_CorneaRadiusInvalid, "eyes", "column 7 (cornea_radius) must be finite and > 0"},
+    {kTE_CorneaOffsetNonFinite, "eyes", "column 8 (cornea_offset) must be finite"},
+    {kTE_LimbusRadiusInvalid, "eyes", "column 9 (limbus_radius) must be finite and > 0"},
+    {kTE_IrisDepthNonFinite, "eyes", "column 10 (iris_depth) must be finite"},
+    {kTE_IorInvalid, "eyes", "column 11 (ior) must be finite and > 0"},
+};
+
 inline constexpr FlagText kRasterTexts[] = {
     {kRA_FacesOutOfRange, "faces", "has a vertex index outside [0, v)"},
 };
@@ -60,6 +76,9 @@ int check_ray_sphere_args(const char* fn, const void* origins, const void* dirs,
                           const void* normal);
 int check_refract_args(const char* fn, const void* dirs, const void* normals, const void* eta, int64_t n,
                        const void* out, const void* reflectance, const void* tir);
+int check_trace_eyes_args(const char* fn, const void* origins, const void* dirs, int64_t n, const void* eyes,
+                          int32_t e, const void* t, const void* eye, const void* region, const void* normal,
+                          const void* refr_dir, const void* fresnel, const void* t_iris, const void* iris_uv);
 int check_rasterize_args(const char* fn, const void* verts_clip, int64_t v, const void* faces, int64_t f,
                          int32_t height, int32_t width, const void* pix_to_face, const void* bary, const void* depth);
 

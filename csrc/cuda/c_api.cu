@@ -62,6 +62,21 @@ int eyefast_refract_f32_cuda(const float* dirs, const float* normals, const floa
   });
 }
 
+int eyefast_trace_eyes_f32_cuda(const float* origins, const float* dirs, int64_t n, const float* eyes, int32_t e,
+                                float* t, int32_t* eye, int32_t* region, float* normal, float* refr_dir,
+                                float* fresnel, float* t_iris, float* iris_uv, void* stream) {
+  const char* fn = "eyefast_trace_eyes_f32_cuda";
+  capi::clear();
+  if (int err = capi::check_trace_eyes_args(fn, origins, dirs, n, eyes, e, t, eye, region, normal, refr_dir, fresnel,
+                                            t_iris, iris_uv)) {
+    return err;
+  }
+  return run_checked(fn, stream, capi::kTraceEyesTexts, [&](CheckRecord* rec) {
+    return cuda::trace_eyes_forward<float, int32_t>(origins, dirs, n, eyes, e, t, eye, region, normal, refr_dir,
+                                                    fresnel, t_iris, iris_uv, rec, stream);
+  });
+}
+
 int eyefast_rasterize_f32_cuda(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f, int32_t height,
                                int32_t width, int32_t* pix_to_face, float* bary, float* depth, void* stream) {
   const char* fn = "eyefast_rasterize_f32_cuda";

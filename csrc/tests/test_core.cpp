@@ -12,6 +12,7 @@
 #include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
 #include "eyefast/refract.h"
+#include "eyefast/trace_eyes.h"
 
 namespace {
 int g_failures = 0;
@@ -110,6 +111,32 @@ void test_refract_c_api() {
   EXPECT(eyefast_refract_f32(zero, normal, &eta, 1, out, &refl, &tir) == EYEFAST_ERROR_BAD_VALUE);
   EXPECT(std::strstr(eyefast_last_error(), "dirs") != nullptr);
 }
+void test_trace_eyes_c_api() {
+  // One eye of radius 1 at the origin gazing at +z (model-eye ratios), one at x = 3 with ior < 1.
+  const float eyes[24] = {0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 2.f, 0.6475f, 0.4608f, 0.4917f, 0.3083f, 1.336f,
+                          3.f, 0.f, 0.f, 1.f, 0.f, 0.f, 1.f, 0.6475f, 0.4608f, 0.4917f, 0.3083f, 0.7f};
+  const float o[12] = {0.f, 0.f, 5.f, 0.f, 0.9f, 5.f, 0.f, 5.f, 5.f, 3.48f, 0.f, 5.f};
+  const float d[12] = {0.f, 0.f, -2.f, 0.f, 0.f, -1.f, 0.f, 0.f, -1.f, 0.f, 0.f, -1.f};
+  float t[4], normal[12], refr[12], fres[4], t_iris[4], uv[8];
+  int32_t eye[4], region[4];
+  EXPECT(eyefast_trace_eyes_f32(o, d, 4, eyes, 2, t, eye, region, normal, refr, fres, t_iris, uv) == EYEFAST_OK);
+  // Ray 0: the apex (z = 1.1083) at normal incidence: iris centre, R = ((n - 1) / (n + 1))^2.
+  const float r0 = (0.336f / 2.336f) * (0.336f / 2.336f);
+  EXPECT(region[0] == 2 && eye[0] == 0 && std::fabs(t[0] - (5.f - 1.1083f) / 2.f) < 1e-5f);
+  EXPECT(std::fabs(fres[0] - r0) < 1e-6f && std::fabs(refr[2] + 1.f) < 1e-6f && std::fabs(t_iris[0] - 0.3083f) < 1e-5f);
+  EXPECT(std::fabs(uv[0]) < 1e-6f && std::fabs(uv[1]) < 1e-6f);
+  // Ray 1: sclera; ray 2: miss; ray 3: oblique on the ior < 1 cornea: total internal reflection.
+  EXPECT(region[1] == 1 && fres[1] == 0.f && std::isinf(t_iris[1]));
+  EXPECT(region[2] == 0 && eye[2] == -1 && std::isinf(t[2]) && normal[6] == 0.f);
+  EXPECT(region[3] == 3 && eye[3] == 1 && fres[3] == 1.f);
+  float bad[24];
+  std::memcpy(bad, eyes, sizeof(bad));
+  bad[12 + 11] = 0.f;  // eye 1: ior
+  EXPECT(eyefast_trace_eyes_f32(o, d, 4, bad, 2, t, eye, region, normal, refr, fres, t_iris, uv) ==
+         EYEFAST_ERROR_BAD_VALUE);
+  EXPECT(std::strstr(eyefast_last_error(), "ior") != nullptr && std::strstr(eyefast_last_error(), "row 1") != nullptr);
+}
+
 void test_rasterize_c_api() {
   // A full-screen quad at depth 2 (two triangles sharing the diagonal) and a small near triangle.
   const int32_t H = 9, W = 13;
@@ -144,6 +171,7 @@ int main() {
   test_accumulate_sums();
   test_ray_sphere_c_api();
   test_refract_c_api();
+  test_trace_eyes_c_api();
   test_rasterize_c_api();
   if (g_failures) {
     std::fprintf(stderr, "%d check(s) failed\n", g_failures);

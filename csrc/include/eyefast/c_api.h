@@ -48,6 +48,16 @@ EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32(const float* origins, cons
 EYEFAST_C_EXPORT int eyefast_refract_f32(const float* dirs, const float* normals, const float* eta, int64_t n,
                                         float* out, float* reflectance, uint8_t* tir);
 
+/* Camera rays against refractive eyes: globe + cornea cap, Snell + exact Fresnel at the cornea, iris
+ * plane (see eyefast/trace_eyes.h and eyefast/reference/eye.py::trace_eyes for the contract).
+ * origins, dirs: [n,3]; eyes: [e,12] rows (cx, cy, cz, radius, gx, gy, gz, cornea_radius,
+ * cornea_offset, limbus_radius, iris_depth, ior); outputs t: [n] (+inf = miss), eye: [n] (-1 = miss),
+ * region: [n] (0 miss, 1 sclera, 2 iris, 3 cornea), normal: [n,3], refr_dir: [n,3], fresnel: [n],
+ * t_iris: [n] (+inf unless region 2), iris_uv: [n,2]. */
+EYEFAST_C_EXPORT int eyefast_trace_eyes_f32(const float* origins, const float* dirs, int64_t n, const float* eyes,
+                                           int32_t e, float* t, int32_t* eye, int32_t* region, float* normal,
+                                           float* refr_dir, float* fresnel, float* t_iris, float* iris_uv);
+
 /* Triangle rasterisation with a depth test (see eyefast/raster.h for the conventions: NDC y = -1 is
  * the top row, pixel centres at +0.5, faces culled at the near plane, not clipped).
  * verts_clip: [v,4] clip-space (x, y, z, w); faces: [f,3] vertex indices;
@@ -64,6 +74,10 @@ EYEFAST_C_EXPORT int eyefast_ray_sphere_intersect_f32_cuda(const float* origins,
                                                           float* normal, void* stream);
 EYEFAST_C_EXPORT int eyefast_refract_f32_cuda(const float* dirs, const float* normals, const float* eta, int64_t n,
                                              float* out, float* reflectance, uint8_t* tir, void* stream);
+EYEFAST_C_EXPORT int eyefast_trace_eyes_f32_cuda(const float* origins, const float* dirs, int64_t n,
+                                                const float* eyes, int32_t e, float* t, int32_t* eye,
+                                                int32_t* region, float* normal, float* refr_dir, float* fresnel,
+                                                float* t_iris, float* iris_uv, void* stream);
 /* Allocates its [height*width] 64-bit scratch with cudaMallocAsync on the stream. */
 EYEFAST_C_EXPORT int eyefast_rasterize_f32_cuda(const float* verts_clip, int64_t v, const int32_t* faces, int64_t f,
                                                int32_t height, int32_t width, int32_t* pix_to_face, float* bary,

@@ -128,7 +128,7 @@ EF_HD vec3<T> normalize_backward(const vec3<T>& u, T inv_len, const vec3<T>& g_u
 // the record after the launch (on CUDA that is one device-to-host copy) and turns it into an
 // error naming the argument. Passing a null CheckRecord* skips every check.
 // ---------------------------------------------------------------------------------------
-constexpr int kCheckFlags = 8;  // flag bits 1 << 0 .. 1 << 7
+constexpr int kCheckFlags = 16;  // flag bits 1 << 0 .. 1 << 15
 struct CheckRecord {
   int64_t flags;                   // OR of the op's flag bits; 0 = all rows valid
   int64_t first_row[kCheckFlags];  // per flag bit: smallest offending row, INT64_MAX when none

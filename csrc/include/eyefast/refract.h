@@ -51,6 +51,42 @@ EF_HD RefractGeometry<T> refract_geometry(const vec3<T>& d, const vec3<T>& n, T 
   return g;
 }
 
+// Unpolarised Fresnel reflectance of a refracted (not totally reflected) ray: (rs^2 + rp^2) / 2
+// with rs = (e ci - ct) / (e ci + ct), rp = (ci - e ct) / (ci + e ct); a vanishing denominator
+// (grazing at the critical angle) counts as a full reflection of that polarisation.
+template <typename T>
+EF_HD T fresnel_unpolarized(T e, T ci, T ct) {
+  const T rs_den = e * ci + ct, rp_den = ci + e * ct;
+  const T rs = rs_den > T(0) ? (e * ci - ct) / rs_den : T(1);
+  const T rp = rp_den > T(0) ? (ci - e * ct) / rp_den : T(1);
+  return T(0.5) * (rs * rs + rp * rp);
+}
+
+// Adds the gradient of fresnel_unpolarized (gR: its incoming gradient) to geta, gci, gct.
+template <typename T>
+EF_HD void fresnel_unpolarized_backward(T e, T ci, T ct, T gR, T& geta, T& gci, T& gct) {
+  const T B = e * ci + ct, D = ci + e * ct;
+  if (B > T(0) && D > T(0)) {
+    const T rs = (e * ci - ct) / B, rp = (ci - e * ct) / D;
+    const T grs = gR * rs, grp = gR * rp;
+    const T iB2 = T(1) / (B * B), iD2 = T(1) / (D * D);
+    geta += grs * (T(2) * ci * ct * iB2) + grp * (T(-2) * ci * ct * iD2);
+    gci += grs * (T(2) * e * ct * iB2) + grp * (T(2) * e * ct * iD2);
+    gct += grs * (T(-2) * e * ci * iB2) + grp * (T(-2) * e * ci * iD2);
+  }
+}
+
+// Pulls a gradient of ct = sqrt(1 - e^2 (1 - ci^2)) back to e and ci (nothing where ct = 0: the
+// derivative is unbounded at the critical angle).
+template <typename T>
+EF_HD void cos_t_backward(T e, T ci, T ct, T gct, T& geta, T& gci) {
+  if (ct > T(0)) {
+    const T inv_ct = T(1) / ct;
+    geta += gct * (-e * (T(1) - ci * ci) * inv_ct);
+    gci += gct * (e * e * ci * inv_ct);
+  }
+}
+
 template <typename T>
 struct RefractForward {
   const T* dirs;     // [N, 3]
@@ -80,10 +116,7 @@ struct RefractForward {
     const T k = is_tir ? T(2) * g.ci : e * g.ci - ct;  // out = s u + k m
     const T su = is_tir ? T(1) : e;
     store3(out + 3 * i, su * g.u + k * g.m);
-    const T rs_den = e * g.ci + ct, rp_den = g.ci + e * ct;
-    const T rs = rs_den > T(0) ? (e * g.ci - ct) / rs_den : T(1);
-    const T rp = rp_den > T(0) ? (g.ci - e * ct) / rp_den : T(1);
-    reflectance[i] = is_tir ? T(1) : T(0.5) * (rs * rs + rp * rp);
+    reflectance[i] = is_tir ? T(1) : fresnel_unpolarized(e, g.ci, ct);
     tir[i] = is_tir ? 1 : 0;
   }
 };
@@ -124,23 +157,8 @@ struct RefractBackward {
       geta += dot(go, g.u) + gk * g.ci;
       T gci = gk * e;
       T gct = -gk;
-      if (g_refl) {
-        const T gR = g_refl[i];
-        const T B = e * g.ci + ct, D = g.ci + e * ct;
-        if (B > T(0) && D > T(0)) {
-          const T rs = (e * g.ci - ct) / B, rp = (g.ci - e * ct) / D;
-          const T grs = gR * rs, grp = gR * rp;
-          const T iB2 = T(1) / (B * B), iD2 = T(1) / (D * D);
-          geta += grs * (T(2) * g.ci * ct * iB2) + grp * (T(-2) * g.ci * ct * iD2);
-          gci += grs * (T(2) * e * ct * iB2) + grp * (T(2) * e * ct * iD2);
-          gct += grs * (T(-2) * e * g.ci * iB2) + grp * (T(-2) * e * g.ci * iD2);
-        }
-      }
-      if (ct > T(0)) {  // ct = sqrt(1 - e^2 (1 - ci^2))
-        const T inv_ct = T(1) / ct;
-        geta += gct * (-e * (T(1) - g.ci * g.ci) * inv_ct);
-        gci += gct * (e * e * g.ci * inv_ct);
-      }
+      if (g_refl) fresnel_unpolarized_backward(e, g.ci, ct, g_refl[i], geta, gci, gct);
+      cos_t_backward(e, g.ci, ct, gct, geta, gci);  // ct = sqrt(1 - e^2 (1 - ci^2))
       // ci = -u.m
       gu += -gci * g.m;
       gm += -gci * g.u;

@@ -708,7 +708,7 @@ def _export_cornea(model, k: int, folder: str, side: str, tex_size: int) -> dict
     lin = (torch.arange(tex_size, dtype=torch.float32) + 0.5) / tex_size * 2.0 - 1.0
     vv, uu = torch.meshgrid(lin * s_uv, lin * s_uv, indexing="ij")
     uv = torch.stack([uu, vv], -1).reshape(-1, 2)
-    dev = model.iris_texture.device
+    dev = model.iris_texture[0].device
     with torch.no_grad():
         alb = model.iris_albedo(torch.full((uv.shape[0],), k, dtype=torch.long, device=dev), uv.to(dev)).cpu()
         inner = torch.sigmoid(model.cornea_inner.detach()[k]).cpu()

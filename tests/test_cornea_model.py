@@ -147,3 +147,18 @@ def test_train_and_export_refractive(tiny_refractive, tmp_path):
     dist = np.linalg.norm(V - c, axis=1)
     assert dist.max() == pytest.approx(rad * (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"]), rel=1e-4)
     assert dist.min() == pytest.approx(rad, rel=1e-3)
+
+
+def test_parity_eyefast_vs_reference_backend_with_corneas(tiny_refractive, tmp_path):
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {}
+        for be in ("eyefast", "reference"):
+            tr = Trainer(tiny_cfg(tiny_refractive, tmp_path / be, f"ops_backend={be}"), quiet=True)
+            runs[be] = [tr.train_step() for _ in range(3)]
+    finally:
+        torch.set_num_threads(old)
+    for x, y in zip(runs["eyefast"], runs["reference"]):
+        assert x["n_samples"] == y["n_samples"]
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)

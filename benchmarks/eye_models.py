@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workspace", default="workspace/eye_models")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of each training (default: all)")
     ap.add_argument("--max-steps", type=int, default=None, help="shorter schedule (default: the capture's config)")
+    ap.add_argument("--seed", type=int, default=None, help="train.seed of both runs (default: the config's)")
     ap.add_argument("--json", default=None, help="write the table's numbers here")
     a = ap.parse_args(argv)
     py = sys.executable
@@ -51,11 +52,19 @@ def main(argv=None) -> int:
             cmd += ["--threads", str(a.threads)]
         if a.max_steps:
             cmd += ["--max-steps", str(a.max_steps)]
-        if os.path.isfile(os.path.join(run, "latest.pth")):
+        if a.seed is not None:
+            cmd += ["--set", f"train.seed={a.seed}"]
+        wall = os.path.join(ws, "train_wall.json")
+        if os.path.isfile(os.path.join(run, "latest.pth")):  # resumes an interrupted run, or returns at once
             cmd += ["--resume", os.path.join(run, "latest.pth")]
         t0 = time.time()
         _run(cmd)
         train_s = time.time() - t0
+        if os.path.isfile(wall):  # the time of the earlier sessions of this run
+            with open(wall) as fh:
+                train_s += json.load(fh)["train_wall_s"]
+        with open(wall, "w") as fh:
+            json.dump({"train_wall_s": train_s}, fh)
         out = os.path.join(ws, "eval.json")
         _run([py, "-m", "eyefast.evaluate", "--workspace", run, "--json", out])
         with open(out) as fh:

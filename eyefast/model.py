@@ -209,9 +209,13 @@ class HeadModel(nn.Module):
     def cornea(self) -> bool:
         return self.eye_model == "cornea"
 
-    def eyes_packed(self) -> torch.Tensor:
-        """The ``[2, 12]`` eye parameters of :func:`eyefast.ops.trace_eyes` (differentiable)."""
-        return pack_eyes(self.eye_centers, self.eye_radius, self.gaze).contiguous()
+    def eyes_packed(self, geometry_grad: bool = True) -> torch.Tensor:
+        """The ``[2, 12]`` eye parameters of :func:`eyefast.ops.trace_eyes` (differentiable; with
+        ``geometry_grad=False`` the centres and the radius are detached, the gaze is not)."""
+        c, r = self.eye_centers, self.eye_radius
+        if not geometry_grad:
+            c, r = c.detach(), r.detach()
+        return pack_eyes(c, r, self.gaze).contiguous()
 
     def _cornea_spheres(self):
         """Cornea sphere centres [2, 3] and radius (scalar tensor)."""

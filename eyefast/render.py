@@ -184,8 +184,15 @@ def _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extr
     """Refractive eyes (``eye_model: cornea``): rays the fused ``trace_eyes`` kernel finds on a
     cornea take, for the eye share ``eye_w`` of their opacity, the cornea colour of
     :meth:`eyefast.model.HeadModel.cornea_rgb` (reflection + refracted iris) instead of the
-    surface shading; the sclera keeps the volumetric material path."""
-    trace = ops.trace_eyes(rays_o.contiguous(), rays_d.contiguous(), model.eyes_packed().to(rays_o.dtype))
+    surface shading; the sclera keeps the volumetric material path.
+
+    The cornea colour does not move the eye centres and radius (they are detached here and learn
+    from the masks, landmarks and the volume, as in the sphere model): its derivatives w.r.t. them
+    go through the hit distance, ~1 / (n . d), so rays grazing the cornea (side views, the rim)
+    dominate them, and in float32 their rounding does; with Adam's normalised steps that noise
+    walked the eyes off their place (26% of the radius in one demo run)."""
+    trace = ops.trace_eyes(rays_o.contiguous(), rays_d.contiguous(),
+                           model.eyes_packed(geometry_grad=False).to(rays_o.dtype))
     idx = torch.nonzero(trace[2] >= REGION_IRIS).squeeze(-1)
     if idx.numel() == 0:
         return

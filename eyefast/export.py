@@ -605,7 +605,9 @@ def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, si
         Fs = Fs[((V[Fs].mean(1) - c) @ g) < h]
     dev = cap.device
     cen = torch.as_tensor(V[Fs].mean(1), dtype=torch.float32, device=dev)
-    fn = F.normalize(torch.as_tensor(V[Fs].mean(1) - c, dtype=torch.float32, device=dev), dim=-1)
+    tri = V[Fs]
+    fn = F.normalize(torch.as_tensor(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dtype=torch.float32,
+                                     device=dev), dim=-1)
     seen = torch.zeros(len(Fs), dtype=torch.bool, device=dev)
     for i in range(cap.n_frames):
         to_cam = cap.cam_centers[i] - cen

@@ -98,8 +98,8 @@ def test_eye_sdf_is_the_union_of_globe_and_cornea(tiny_refractive, tmp_path):
     m = _model(tiny_refractive, tmp_path)
     o, d = _apex_ray(m, 0, 0.0)  # the apex: on the cornea, outside the globe
     e = m.eye_sdf(o)
-    assert abs(float(e[0, 0])) < 1e-6
-    r = float(m.eye_radius)
+    assert abs(float(e[0, 0].detach())) < 1e-6
+    r = float(m.eye_radius.detach())
     c = m.eye_centers.detach()[0]
     assert float(((o[0] - c).norm() - r)) > 0.05 * r  # the cornea stands out of the globe
     n = m.eye_normal(o, torch.zeros(1, dtype=torch.long))
@@ -143,7 +143,7 @@ def test_train_and_export_refractive(tiny_refractive, tmp_path):
     # the cornea cap meets the globe: its rim lies on the globe sphere
     V = np.array([[float(x) for x in ln.split()[1:]] for ln in open(out / "left" / "cornea.obj") if ln.startswith("v ")])
     c = tr.model.eye_centers.detach()[0].numpy()
-    rad = float(tr.model.eye_radius)
+    rad = float(tr.model.eye_radius.detach())
     dist = np.linalg.norm(V - c, axis=1)
     assert dist.max() == pytest.approx(rad * (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"]), rel=1e-4)
     assert dist.min() == pytest.approx(rad, rel=1e-3)

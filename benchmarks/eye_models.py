@@ -44,7 +44,8 @@ def main(argv=None) -> int:
         _run([py, "-m", "eyefast.synth", a.data, "--preset", "demo", "--refractive"])
     res = {}
     for m in MODELS:
-        ws = os.path.join(a.workspace, m)
+        # one folder per seed: an existing run is resumed (a finished one returns at once) and keeps its seed
+        ws = os.path.join(a.workspace, m) if a.seed is None else os.path.join(a.workspace, f"seed{a.seed}", m)
         run = os.path.join(ws, "run")
         cmd = [py, "-m", "eyefast.train", os.path.join(a.data, "config.yaml"), "--workspace", ws, "--quiet",
                "--set", f"eye_model={m}", "--set", "name=run"]

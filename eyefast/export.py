@@ -373,8 +373,9 @@ def write_obj(path: str, verts: np.ndarray, faces: np.ndarray, uvs: np.ndarray |
         fh.write("\n".join(lines) + "\n")
 
 
-def _write_mtl(path: str, name: str, maps: dict, extra: str = "") -> None:
-    lines = ["# eyefast export", f"newmtl {name}", "Ka 0 0 0", "Kd 1 1 1", "Ks 1 1 1", "Ns 50", "illum 2"]
+def _write_mtl(path: str, name: str, maps: dict, extra: str = "",
+               body=("Kd 1 1 1", "Ks 1 1 1", "Ns 50", "illum 2")) -> None:
+    lines = ["# eyefast export", f"newmtl {name}", "Ka 0 0 0", *body]
     lines += [f"{k} {v}" for k, v in maps.items()]
     if extra:
         lines += ["# " + s for s in extra.splitlines()]
@@ -535,7 +536,7 @@ def export_run(trainer, out_dir: str, uv_size: int = 2048, mc_res: int = 256, pr
         cut = None
         if model.cornea:
             corneas[side] = _export_cornea(model, k, folder, side, max(64, eye_uv_size // 4))
-            cut = (corneas[side]["gaze"], corneas[side]["iris_plane"] * radius)
+            cut = (corneas[side]["gaze"], corneas[side]["seam_offset"])
         eyes[side] = _export_eye(model, cap, centers[k], radius, folder, eye_uv_size, chunk_size, quiet, side, cut)
         if model.cornea:
             eyes[side]["paths"].update(corneas[side]["paths"])
@@ -592,7 +593,7 @@ def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, si
                 side: str, cut=None) -> dict:
     """One eye: icosphere (level 3) minus the faces no training camera sees, UVs, textures.
     ``cut = (gaze [3], h)``: also minus the faces in front of the plane ``(x - c) . gaze = h``
-    (the refractive eye: the iris disc and the cornea replace the front of the globe)."""
+    (the refractive eye: the cornea cap, which meets the globe in that plane, replaces the front)."""
     import trimesh
 
     os.makedirs(folder, exist_ok=True)
@@ -625,7 +626,8 @@ def _export_eye(model, cap, center: torch.Tensor, radius: float, folder: str, si
     paths = {"mesh": os.path.join(folder, "mesh.obj"), "mesh_uv": os.path.join(folder, "mesh_uv.obj"),
              "mtl": os.path.join(folder, "mesh_uv.mtl"), "diffuse": os.path.join(folder, "diffuse.png"),
              "normal": os.path.join(folder, "normal.png"), "coord": os.path.join(folder, "coord.npy")}
-    write_obj(paths["mesh"], V, Fs, header=f"eyefast {side} eye (subject's {side}): icosphere level 3, "
+    write_obj(paths["mesh"], V, Fs, header=f"eyefast {side} eye (subject's {side}): icosphere level "
+                                           f"{4 if cut is not None else 3}{' cut at the cornea seam' if cut is not None else ''}, "
                                            f"centre {c.tolist()}, radius {radius:.6g}")
     pad = max(2, size // 256)
     vmap, Fuv, UV = unwrap(V, Fs, size, pad)
@@ -716,16 +718,23 @@ def _export_cornea(model, k: int, folder: str, side: str, tex_size: int) -> dict
         inner = torch.sigmoid(model.cornea_inner.detach()[k]).cpu()
     alb = torch.where((uv.norm(dim=-1) <= 1.0)[:, None], alb, inner[None].expand_as(alb))
     img = _u8(alb.reshape(tex_size, tex_size, 3).clamp(0, 1) ** (1.0 / GAMMA_TEX))
-    paths = {"cornea": os.path.join(folder, "cornea.obj"), "iris": os.path.join(folder, "iris.obj"),
-             "iris_mtl": os.path.join(folder, "iris.mtl"), "iris_texture": os.path.join(folder, "iris.png")}
-    write_obj(paths["cornea"], cV, cF, header=f"eyefast {side} cornea: clear cap, index {MODEL_EYE['ior']} "
-                                              f"(one refracting surface), radius {cr * r:.6g}")
+    paths = {"cornea": os.path.join(folder, "cornea.obj"), "cornea_mtl": os.path.join(folder, "cornea.mtl"),
+             "iris": os.path.join(folder, "iris.obj"), "iris_mtl": os.path.join(folder, "iris.mtl"),
+             "iris_texture": os.path.join(folder, "iris.png")}
+    write_obj(paths["cornea"], cV, cF, mtl="cornea.mtl", material=f"{side}_cornea",
+              header=f"eyefast {side} cornea: clear cap, index {MODEL_EYE['ior']} (one refracting surface), "
+                     f"radius {cr * r:.6g}")
+    _write_mtl(paths["cornea_mtl"], f"{side}_cornea", {},
+               body=("Kd 0 0 0", "Ks 1 1 1", "Ns 400", f"Ni {MODEL_EYE['ior']}", "d 0.1", "Tr 0.9", "illum 7"),
+               extra="cornea: clear (transparent, refracting, index Ni); OBJ viewers without refraction show it "
+                     "as a see-through gloss\n")
     write_obj(paths["iris"], iV, iF, iUV, mtl="iris.mtl", material=f"{side}_iris",
               header=f"eyefast {side} iris disc (plane {h_iris * r:.6g} in front of the eye centre)")
-    _write_mtl(paths["iris_mtl"], f"{side}_iris", {"map_Kd": "iris.png"},
+    _write_mtl(paths["iris_mtl"], f"{side}_iris", {"map_Kd": "iris.png"}, body=("Kd 1 1 1", "Ks 0 0 0", "illum 1"),
                extra=f"iris: diffuse only (Burley roughness {IRIS_ROUGHNESS}), seen through the cornea\n")
     _png(paths["iris_texture"], img)
-    return {"paths": paths, "gaze": g_np.tolist(), "iris_plane": h_iris, "cornea_center":
+    return {"paths": paths, "gaze": g_np.tolist(), "iris_plane_offset": h_iris * r, "seam_offset": x_l * r,
+            "seam_radius": math.sqrt(max(0.0, 1.0 - x_l * x_l)) * r, "cornea_center":
             (c_np + g_np * co * r).tolist(), "cornea_radius": cr * r, "limbus_radius": lr * r,
             "ior": MODEL_EYE["ior"],
             "iris": {"verts": iV, "faces": iF, "uvs": iUV, "normals": iN, "tex": {"diffuse": img}},

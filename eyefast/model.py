@@ -169,7 +169,10 @@ class HeadModel(nn.Module):
         if self.eye_model == "cornea":
             if self.ignore_eyeball:
                 raise ValueError("config: eye_model 'cornea' needs the eyes in the scene (data.ignore_eyeball false)")
-            g = F.normalize(torch.tensor([d.eye_gaze], dtype=torch.float32), dim=-1)
+            g = torch.tensor([d.eye_gaze], dtype=torch.float32)
+            if not bool(torch.isfinite(g).all()) or float(g.norm()) < 1e-6:
+                raise ValueError(f"config key 'data.eye_gaze': {list(d.eye_gaze)} is not a finite non-zero direction")
+            g = F.normalize(g, dim=-1)
             if g[0, 2] <= -1.0 + 1e-3:
                 raise ValueError("config key 'data.eye_gaze': the iris frame needs a gaze away from -z "
                                  "(the face looks along +z in eyefast's world)")
@@ -278,10 +281,18 @@ class HeadModel(nn.Module):
         on_iris = region == REGION_IRIS
         albedo = torch.where(on_iris[:, None], self.iris_albedo(eye, uv),
                              torch.sigmoid(self.cornea_inner)[eye.clamp_min(0)].to(dt))
-        s = torch.where(on_iris, t_iris, torch.zeros_like(t_iris))[:, None]
+        # the iris plane's distance along the refracted ray (region 3 too: what lies behind the cornea
+        # outside the iris is lit over the same unfolded path)
+        g_e = F.normalize(self.gaze, dim=-1)[eye.clamp_min(0)].to(dt)
+        r = self.eye_radius.detach().to(dt)  # the geometry learns elsewhere (see render._cornea_blend)
+        h = (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"] - MODEL_EYE["iris_depth"]) * r
+        ic = self.eye_centers.detach()[eye.clamp_min(0)].to(dt) + g_e * h
+        den = (refr * g_e).sum(-1)
+        s_plane = ((ic - p) * g_e).sum(-1) / torch.where(den < 0, den, -torch.ones_like(den))
+        s_plane = torch.where((den < 0) & (s_plane > 0), s_plane, torch.zeros_like(s_plane))
+        s = torch.where(on_iris, t_iris, s_plane)[:, None]
         q = p + s * refr
-        g = F.normalize(self.gaze, dim=-1)[eye.clamp_min(0)].to(dt)
-        sh = S.shade_colocated(q, g, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["color"],
+        sh = S.shade_colocated(q, g_e, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["color"],
                                light["intensity"], self.light_scale, self.sh_coeffs, self.sh_beta,
                                occlusion[:, None], self.sh_scale)
         trans = (1.0 - fres)[:, None] ** 2

@@ -140,6 +140,31 @@ def test_train_and_export_refractive(tiny_refractive, tmp_path):
         assert "baseColorTexture" in mats[f"{side}_iris"]["pbrMetallicRoughness"]
     names = {n.get("name") for n in js["nodes"]}
     assert {"left_cornea", "right_cornea", "left_iris", "right_iris"} <= names
+    # the globe keeps the sclera up to the seam: a frontal ray 0.55 r off the axis (outside the cornea's rim,
+    # 0.51 r) hits the exported globe mesh
+    Vg = np.array([[float(x) for x in ln.split()[1:4]] for ln in open(out / "left" / "mesh.obj") if ln.startswith("v ")])
+    Fg = np.array([[int(x.split("/")[0]) - 1 for x in ln.split()[1:4]] for ln in open(out / "left" / "mesh.obj")
+                   if ln.startswith("f ")])
+    cl = tr.model.eye_centers.detach()[0].double().numpy()
+    rl = float(tr.model.eye_radius.detach())
+
+    def hits(off):  # Moeller-Trumbore, one ray along -z against every triangle
+        ro, rd = cl + np.array([off * rl, 0.0, 2.0]), np.array([0.0, 0.0, -1.0])
+        a, b, c = Vg[Fg[:, 0]], Vg[Fg[:, 1]], Vg[Fg[:, 2]]
+        e1, e2 = b - a, c - a
+        p = np.cross(rd, e2)
+        det = (e1 * p).sum(-1)
+        ok = np.abs(det) > 1e-15
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        s = ro - a
+        u = (s * p).sum(-1) * inv
+        q = np.cross(s, e1)
+        v = (rd * q).sum(-1) * inv
+        t = (e2 * q).sum(-1) * inv
+        front = ro[2] + t * rd[2] - cl[2] > 0.5 * rl  # on the front of the globe, not its back
+        return bool((ok & (u >= 0) & (v >= 0) & (u + v <= 1) & front).any())
+
+    assert hits(0.55) and hits(0.8) and not hits(0.3) and not hits(1.1)
     # the cornea cap meets the globe: its rim lies on the globe sphere
     V = np.array([[float(x) for x in ln.split()[1:]] for ln in open(out / "left" / "cornea.obj") if ln.startswith("v ")])
     c = tr.model.eye_centers.detach()[0].numpy()
@@ -162,3 +187,37 @@ def test_parity_eyefast_vs_reference_backend_with_corneas(tiny_refractive, tmp_p
     for x, y in zip(runs["eyefast"], runs["reference"]):
         assert x["n_samples"] == y["n_samples"]
         assert x["loss"] == pytest.approx(y["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("be", ["eyefast", "reference"])
+def test_cornea_blend_replaces_the_eye_share_and_leaves_the_eye_geometry_alone(tiny_refractive, tmp_path, be):
+    from eyefast.render import _cornea_blend
+
+    cfg = tiny_cfg(tiny_refractive, tmp_path, "data.fix_eye_gaze=false", f"ops_backend={be}")
+    m = HeadModel(cfg, backend.get(be), 4)
+    o, d = _apex_ray(m, 0, 2.0)
+    g = torch.Generator().manual_seed(1)
+    d = F.normalize(d + (torch.rand(64, 3, generator=g) - 0.5) * 0.03, dim=-1)
+    o = o.expand_as(d).contiguous()
+    n = d.shape[0]
+    base = torch.full((n, 3), 0.25, requires_grad=True)
+    out = {"rgb": base * 1.0, "opacity": torch.ones(n)}
+    light = {"color": [1.0, 1.0, 1.0], "intensity": 12.0}
+    fid = torch.zeros(n, dtype=torch.long)
+    _cornea_blend(out, m, backend.get(be), o, d, torch.ones(n), fid, light, False)
+    tr = trace_eyes(o, d, m.eyes_packed().detach())
+    corn = tr[2] >= REGION_IRIS
+    assert 10 < int(corn.sum()) < n  # iris, cornea-only and sclera rays
+    want, _ = m.cornea_rgb(tuple(v[corn] for v in tr), o[corn], d[corn], m.occlusion(fid[corn]), light)
+    assert torch.allclose(out["rgb"][corn], want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(out["rgb"][~corn].detach(), base[~corn].detach())  # sclera rays keep their shading
+    out["rgb"].sum().backward()
+    assert m.eye_centers.grad is None and m.eye_s.grad is None  # detached: the geometry learns elsewhere
+    assert m.gaze.grad is not None and bool(m.gaze.grad.abs().sum() > 0)
+    assert bool(m.iris_texture[0].grad.abs().sum() > 0)
+
+
+def test_bad_gaze_is_a_clear_error(tiny_refractive, tmp_path):
+    for bad in ("[0.0,0.0,0.0]", "[0.0,.nan,1.0]"):
+        with pytest.raises(ValueError, match="eye_gaze"):
+            Trainer(tiny_cfg(tiny_refractive, tmp_path, f"data.eye_gaze={bad}"), quiet=True)

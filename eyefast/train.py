@@ -539,6 +539,8 @@ class Trainer:
         if not isinstance(old, dict):
             return
         for key in self.STRUCTURAL_KEYS:
+            if key == "data.fix_eye_gaze" and now.get("eye_model") != "cornea":
+                continue  # the gaze exists only in the refractive eye model
             a, b = self._get(old, key), self._get(now, key)
             if a is not None and a != b:
                 raise ValueError(f"checkpoint '{path}' was trained with {key}={a!r}, the config says {b!r}; "

@@ -221,3 +221,21 @@ def test_bad_gaze_is_a_clear_error(tiny_refractive, tmp_path):
     for bad in ("[0.0,0.0,0.0]", "[0.0,.nan,1.0]"):
         with pytest.raises(ValueError, match="eye_gaze"):
             Trainer(tiny_cfg(tiny_refractive, tmp_path, f"data.eye_gaze={bad}"), quiet=True)
+
+
+def test_resume_checks_the_gaze_setting_only_with_corneas(tiny, tiny_refractive, tmp_path):
+    tr = Trainer(tiny_cfg(tiny_refractive, tmp_path), quiet=True)
+    tr.train_step()
+    ck = str(tmp_path / "cornea.pth")
+    tr.save(ck)
+    other = Trainer(tiny_cfg(tiny_refractive, tmp_path, "data.fix_eye_gaze=false"), quiet=True)
+    with pytest.raises(ValueError, match="fix_eye_gaze"):
+        other.load(ck)
+    lr = Trainer(tiny_cfg(tiny_refractive, tmp_path, "train.lr=0.002"), quiet=True)
+    lr.load(ck)  # the texture group keeps its multiple of the new rate
+    assert lr.scheduler.base_lrs == pytest.approx([0.002, 0.002 * TEXTURE_LR_SCALE])
+    sph = Trainer(tiny_cfg(tiny, tmp_path), quiet=True)
+    sph.train_step()
+    ck2 = str(tmp_path / "sphere.pth")
+    sph.save(ck2)
+    Trainer(tiny_cfg(tiny, tmp_path, "data.fix_eye_gaze=false"), quiet=True).load(ck2)  # no gaze: no error

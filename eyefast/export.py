@@ -682,16 +682,15 @@ def _export_cornea(model, k: int, folder: str, side: str, tex_size: int) -> dict
     front of the limbus, the cornea sphere's part outside the globe), ``iris.obj`` (the disc in the
     iris plane out to the globe, with UVs) and ``iris.png`` (its albedo ** (1/2.2): the learned iris
     texture inside the limbus, the learned colour behind the cornea outside it)."""
-    from .reference.eye import gaze_frame
+    from .reference.eye import gaze_frame, model_eye_planes
 
     os.makedirs(folder, exist_ok=True)
     r = float(model.eye_radius.detach())
     c = model.eye_centers.detach()[k].double().cpu()
     g = F.normalize(model.gaze.detach()[k].double().cpu(), dim=0)
     e_u, e_v = (v.numpy() for v in gaze_frame(g))
-    cr, co, lr, idp = (MODEL_EYE[key] for key in ("cornea_radius", "cornea_offset", "limbus_radius", "iris_depth"))
-    h_iris = co + cr - idp  # iris plane, along the gaze from the centre, units of r
-    x_l = (co * co + 1.0 - cr * cr) / (2.0 * co)  # plane of the cornea/globe seam
+    cr, co, lr = (MODEL_EYE[key] for key in ("cornea_radius", "cornea_offset", "limbus_radius"))
+    h_iris, x_l = model_eye_planes()  # iris plane and cornea/globe seam, along the gaze, units of r
     c_np, g_np = c.numpy(), g.numpy()
     # cornea cap: the cornea sphere from its apex to the seam with the globe
     cV, cF, cN = _cap_mesh(c_np + g_np * co * r, cr * r, g_np, e_u, e_v, (x_l - co) / cr)

@@ -18,7 +18,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from .nn.hash_grid import HashGrid
 from .reference import shading as S
-from .reference.eye import MODEL_EYE, REGION_IRIS, pack_eyes
+from .reference.eye import MODEL_EYE, REGION_IRIS, model_eye_planes, pack_eyes
 
 __all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density", "OBJECTS"]
 
@@ -285,7 +285,7 @@ class HeadModel(nn.Module):
         # outside the iris is lit over the same unfolded path)
         g_e = F.normalize(self.gaze, dim=-1)[eye.clamp_min(0)].to(dt)
         r = self.eye_radius.detach().to(dt)  # the geometry learns elsewhere (see render._cornea_blend)
-        h = (MODEL_EYE["cornea_offset"] + MODEL_EYE["cornea_radius"] - MODEL_EYE["iris_depth"]) * r
+        h = model_eye_planes()[0] * r
         ic = self.eye_centers.detach()[eye.clamp_min(0)].to(dt) + g_e * h
         den = (refr * g_e).sum(-1)
         s_plane = ((ic - p) * g_e).sum(-1) / torch.where(den < 0, den, -torch.ones_like(den))

@@ -118,6 +118,14 @@ MODEL_EYE = {
     "ior": 1.336,
 }
 
+def model_eye_planes(m: dict = MODEL_EYE) -> tuple[float, float]:
+    """Distances along the gaze from the eyeball centre, in units of the globe radius, of the iris
+    plane (``cornea_offset + cornea_radius - iris_depth``) and of the plane where the cornea sphere
+    meets the globe (the seam)."""
+    co, cr = m["cornea_offset"], m["cornea_radius"]
+    return co + cr - m["iris_depth"], (co * co + 1.0 - cr * cr) / (2.0 * co)
+
+
 #: ``region`` codes of :func:`trace_eyes`
 REGION_MISS, REGION_SCLERA, REGION_IRIS, REGION_CORNEA = 0, 1, 2, 3
 

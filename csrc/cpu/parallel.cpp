@@ -1,6 +1,8 @@
 // The CPU parallel loop behind eyefast::cpu::for_each (launch.h): a replaceable backend, and a
 // built-in persistent thread pool (workers sleep on a condition variable between launches).
 #include <algorithm>
+#include <atomic>
+#include <string>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -123,6 +125,34 @@ void pool_parallel_for(int threads, int64_t n, int64_t grain, void* ctx, ChunkFn
 }
 
 void set_parallel_backend(ParallelBackend backend) { g_backend = backend; }
+
+namespace {
+bool cpu_has_avx2() {
+#ifdef EF_X86_DISPATCH
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+std::atomic<int> g_simd{-1};  // -1: not decided yet
+}  // namespace
+
+bool cpu_simd_enabled() {
+  int v = g_simd.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* env = std::getenv("EYEFAST_CPU_SIMD");
+    v = (cpu_has_avx2() && !(env && std::string(env) == "0")) ? 1 : 0;
+    g_simd.store(v, std::memory_order_relaxed);
+  }
+  return v != 0;
+}
+
+void set_cpu_simd(bool on) { g_simd.store(on && cpu_has_avx2() ? 1 : 0, std::memory_order_relaxed); }
 
 void parallel_for(int64_t n, int64_t grain, void* ctx, ChunkFn fn) {
   if (n <= 0) return;

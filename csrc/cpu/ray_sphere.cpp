@@ -9,9 +9,22 @@ namespace cpu {
 template <typename T, typename I>
 void ray_sphere_intersect_forward(const T* origins, const T* dirs, int64_t n, const T* centers, const T* radii,
                                   int32_t s, T* t_near, T* t_far, I* index, T* normal, CheckRecord* check) {
-  if (check) check_init(check);
-  const int64_t rows = n > s ? n : static_cast<int64_t>(s);
-  for_each(rows, RaySphereForward<T, I>{origins, dirs, centers, radii, s, t_near, t_far, index, normal, check, n});
+  if (check) {
+    check_init(check);
+    const RaySphereForward<T, I> body{origins, dirs, centers, radii, s, t_near, t_far, index, normal, check, n};
+    for (int32_t k = 0; k < s; ++k) {
+      const uint32_t flags = body.sphere_flags(k);
+      if (flags) report_flags(check, flags, k);
+    }
+  }
+  // One or two spheres (the eyes): a fixed count, so the row loop vectorises.
+  if (s == 1) {
+    for_each_checked(n, RaySphereForward<T, I, 1>{origins, dirs, centers, radii, s, t_near, t_far, index, normal, check, n}, check);
+  } else if (s == 2) {
+    for_each_checked(n, RaySphereForward<T, I, 2>{origins, dirs, centers, radii, s, t_near, t_far, index, normal, check, n}, check);
+  } else {
+    for_each_checked(n, RaySphereForward<T, I>{origins, dirs, centers, radii, s, t_near, t_far, index, normal, check, n}, check);
+  }
 }
 
 template <typename T, typename I>

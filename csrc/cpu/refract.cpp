@@ -10,7 +10,7 @@ template <typename T>
 void refract_forward(const T* dirs, const T* normals, const T* eta, int64_t eta_stride, int64_t n, T* out,
                      T* reflectance, uint8_t* tir, CheckRecord* check) {
   if (check) check_init(check);
-  for_each(n, RefractForward<T>{dirs, normals, eta, eta_stride, out, reflectance, tir, check});
+  for_each_checked(n, RefractForward<T>{dirs, normals, eta, eta_stride, out, reflectance, tir, check}, check);
 }
 
 template <typename T>

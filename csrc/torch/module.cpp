@@ -33,8 +33,28 @@ TORCH_LIBRARY(eyefast, m) {
 }  // namespace eyefast
 
 namespace {
+// eyefast._C.cpu_simd(on=None) -> bool: whether the CPU kernels' AVX2 loops run (launch.h);
+// with an argument, turns them on or off first (tests compare both paths).
+PyObject* py_cpu_simd(PyObject*, PyObject* args) {
+  PyObject* on = Py_None;
+  if (!PyArg_ParseTuple(args, "|O", &on)) return nullptr;
+  if (on != Py_None) {
+    const int v = PyObject_IsTrue(on);
+    if (v < 0) return nullptr;
+    eyefast::cpu::set_cpu_simd(v != 0);
+  }
+  return PyBool_FromLong(eyefast::cpu::cpu_simd_enabled() ? 1 : 0);
+}
+
+PyMethodDef eyefast_c_methods[] = {
+    {"cpu_simd", py_cpu_simd, METH_VARARGS,
+     "cpu_simd(on=None) -> bool: whether the CPU kernels run their AVX2 loops; turns them on/off "
+     "when given (on only where the CPU has AVX2)."},
+    {nullptr, nullptr, 0, nullptr}};
+
 PyModuleDef eyefast_c_module = {PyModuleDef_HEAD_INIT, "_C",
-                                "eyefast kernels; the ops are registered as torch.ops.eyefast.*", -1, nullptr};
+                                "eyefast kernels; the ops are registered as torch.ops.eyefast.*", -1,
+                                eyefast_c_methods};
 }  // namespace
 
 extern "C" PyMODINIT_FUNC PyInit__C(void) {

@@ -37,7 +37,7 @@ template <typename T>
 EF_HD bool ef_isfinite(T x) {
   // Written out instead of std::isfinite so that -ffast-math style flags cannot fold it away
   // and so that it is usable in device code without <cmath> overload ambiguity.
-  return (x == x) && (x - x == T(0));
+  return (x == x) & (x - x == T(0));
 }
 template <typename T>
 EF_HD T ef_inf() {
@@ -111,7 +111,7 @@ EF_HD vec3<T> cross(const vec3<T>& a, const vec3<T>& b) {
 }
 template <typename T>
 EF_HD bool all_finite(const vec3<T>& a) {
-  return ef_isfinite(a.x) && ef_isfinite(a.y) && ef_isfinite(a.z);
+  return ef_isfinite(a.x) & ef_isfinite(a.y) & ef_isfinite(a.z);  // &: no branches
 }
 
 // Gradient of u = v / |v| pulled back to v:  g_v = (g_u - (g_u . u) u) / |v|.
@@ -157,5 +157,16 @@ EF_HD void report_bad_row(CheckRecord* rec, int64_t flag, int64_t row) {
   }
 #endif
 }
+
+// Reports every flag bit set in `flags` for `row` (kernels whose bodies return their check flags
+// instead of reporting them: see for_each_checked in launch.h).
+EF_HD void report_flags(CheckRecord* rec, uint32_t flags, int64_t row) {
+  for (int k = 0; k < kCheckFlags; ++k) {
+    if (flags & (uint32_t(1) << k)) report_bad_row(rec, int64_t(1) << k, row);
+  }
+}
+
+// A flag when the condition holds, else 0: branch-free, so a vectorised loop keeps its lanes.
+EF_HD uint32_t flag_if(bool cond, uint32_t flag) { return cond ? flag : 0u; }
 
 }  // namespace eyefast

@@ -43,6 +43,118 @@ void for_each(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
   });
 }
 
+// ---------------------------------------------------------------------------------------
+// Vectorised loops.
+//
+// for_each_simd / for_each_checked run bodies written for SIMD: branch-free (selects, not
+// jumps), writing row i's outputs only, so that the compiler vectorises the loop over rows.
+// On x86-64 with GCC or Clang each chunk runs in a copy of the loop compiled for AVX2 when the
+// CPU has it (chosen at run time: the library itself stays baseline x86-64); elsewhere, in the
+// baseline loop. Both copies compute the same IEEE operations (no FMA contraction, no
+// reassociation), so their results are bitwise equal: tests run both (set_cpu_simd).
+//
+// for_each_checked's body has `template <bool Check> EF_HD uint32_t run(int64_t i) const`
+// returning row i's check-flag bits (always 0 when Check is false). A chunk whose rows are not
+// all clean is run once more row by row to report the offending rows (it writes the same
+// outputs again), so the checks cost no branch in the vectorised loop.
+// ---------------------------------------------------------------------------------------
+
+// Whether the AVX2 copies run (default: when the CPU has AVX2, unless EYEFAST_CPU_SIMD=0).
+EF_API bool cpu_simd_enabled();
+// Turns the AVX2 copies off or back on (on only takes effect where the CPU has AVX2).
+EF_API void set_cpu_simd(bool on);
+
+#if defined(__clang__)
+#define EF_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define EF_IVDEP _Pragma("GCC ivdep")
+#else
+#define EF_IVDEP
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
+#define EF_X86_DISPATCH 1
+#define EF_TARGET_AVX2 __attribute__((target("avx2"), flatten))
+#endif
+
+namespace detail {
+
+// The loops take a copy of the body, so the compiler knows its pointers do not change when
+// the outputs are written, and EF_IVDEP states that rows do not depend on each other.
+template <class F>
+__attribute__((flatten)) void simd_rows(const F& body, int64_t b, int64_t e) {
+  const F f = body;
+  EF_IVDEP
+  for (int64_t i = b; i < e; ++i) f(i);
+}
+template <bool Check, class F>
+__attribute__((flatten)) uint32_t simd_rows_checked(const F& body, int64_t b, int64_t e) {
+  const F f = body;
+  uint32_t flags = 0;
+  EF_IVDEP
+  for (int64_t i = b; i < e; ++i) flags |= f.template run<Check>(i);
+  return flags;
+}
+#ifdef EF_X86_DISPATCH
+template <class F>
+EF_TARGET_AVX2 void simd_rows_avx2(const F& body, int64_t b, int64_t e) {
+  const F f = body;
+  EF_IVDEP
+  for (int64_t i = b; i < e; ++i) f(i);
+}
+template <bool Check, class F>
+EF_TARGET_AVX2 uint32_t simd_rows_checked_avx2(const F& body, int64_t b, int64_t e) {
+  const F f = body;
+  uint32_t flags = 0;
+  EF_IVDEP
+  for (int64_t i = b; i < e; ++i) flags |= f.template run<Check>(i);
+  return flags;
+}
+#endif
+
+template <bool Check, class F>
+uint32_t dispatch_rows_checked(const F& f, int64_t b, int64_t e) {
+#ifdef EF_X86_DISPATCH
+  if (cpu_simd_enabled()) return simd_rows_checked_avx2<Check>(f, b, e);
+#endif
+  return simd_rows_checked<Check>(f, b, e);
+}
+
+}  // namespace detail
+
+template <class F>
+void for_each_simd(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
+  if (n <= 0) return;
+  parallel_for(n, grain, const_cast<void*>(static_cast<const void*>(&f)), [](void* ctx, int64_t b, int64_t e) {
+    const F& body = *static_cast<const F*>(ctx);
+#ifdef EF_X86_DISPATCH
+    if (cpu_simd_enabled()) return detail::simd_rows_avx2(body, b, e);
+#endif
+    detail::simd_rows(body, b, e);
+  });
+}
+
+template <class F>
+void for_each_checked(int64_t n, const F& f, CheckRecord* check, int64_t grain = kDefaultGrain) {
+  if (n <= 0) return;
+  struct Ctx {
+    const F* f;
+    CheckRecord* check;
+  } ctx{&f, check};
+  parallel_for(n, grain, &ctx, [](void* c, int64_t b, int64_t e) {
+    const Ctx& cx = *static_cast<const Ctx*>(c);
+    if (!cx.check) {
+      detail::dispatch_rows_checked<false>(*cx.f, b, e);
+      return;
+    }
+    if (detail::dispatch_rows_checked<true>(*cx.f, b, e) == 0) return;
+    for (int64_t i = b; i < e; ++i) {  // rare: find and report the offending rows
+      const uint32_t flags = cx.f->template run<true>(i);
+      if (flags) report_flags(cx.check, flags, i);
+    }
+  });
+}
+
 // Accumulating loop: f(i, acc) may call acc.add(j, v) for 0 <= j < m; the sums over all i land
 // in out[0..m) (overwritten, not added to). Each chunk sums into a private double buffer, so
 // the result does not depend on atomics and float32 sums keep double precision.

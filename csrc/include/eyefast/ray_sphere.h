@@ -49,63 +49,103 @@ EF_HD bool sphere_roots(const vec3<T>& oc, const vec3<T>& d, T a, T r, T& t0, T&
   return true;
 }
 
-template <typename T, typename I>
+// The forward body. kS > 0 fixes the sphere count at compile time (the CPU launcher's case
+// for one or two spheres, the eyes): the sphere loop then unrolls and the row loop vectorises.
+template <typename T, typename I, int kS = 0>
 struct RaySphereForward {
   const T* origins;  // [N, 3]
   const T* dirs;     // [N, 3]
   const T* centers;  // [S, 3]
   const T* radii;    // [S]
-  int32_t s;
+  int32_t s;         // == kS when kS > 0
   T* t_near;    // [N]
   T* t_far;     // [N]
   I* index;     // [N]
   T* normal;    // [N, 3]
   CheckRecord* check;  // nullable: no checks
 
-  int64_t n;          // rays; the launcher runs rows [0, max(n, s)) so every sphere is checked
+  int64_t n;          // rays; operator() runs rows [0, max(n, s)) so every sphere is checked
+  // t of a miss: +inf. A field rather than a constant, so that the compiler cannot fold the
+  // first sphere's `entry < best` into a select of masks, which GCC does not vectorise.
+  T t_miss = ef_inf<T>();
 
-  EF_HD void operator()(int64_t i) const {
-    if (check && i < s) {
-      if (!all_finite(load3(centers + 3 * i))) report_bad_row(check, kRS_CentersNonFinite, i);
-      const T r = radii[i];
-      if (!(r > T(0)) || !ef_isfinite(r)) report_bad_row(check, kRS_RadiiInvalid, i);
-    }
-    if (i >= n) return;
+  // Check flags of sphere k.
+  EF_HD uint32_t sphere_flags(int64_t k) const {
+    const T r = radii[k];
+    return flag_if(!all_finite(load3(centers + 3 * k)), kRS_CentersNonFinite) |
+           flag_if(!(r > T(0)) || !ef_isfinite(r), kRS_RadiiInvalid);
+  }
+
+  // Ray i (< n); returns its check flags when Check. Branch-free: every sphere's roots are
+  // computed and the first entry is selected (the same arithmetic as sphere_roots).
+  template <bool Check>
+  EF_HD uint32_t run(int64_t i) const {
     const vec3<T> o = load3(origins + 3 * i);
     const vec3<T> d = load3(dirs + 3 * i);
     const T a = dot(d, d);
-    if (check) {
-      if (!all_finite(o)) report_bad_row(check, kRS_OriginsNonFinite, i);
-      if (!all_finite(d)) report_bad_row(check, kRS_DirsNonFinite, i);
-      else if (a == T(0)) report_bad_row(check, kRS_DirsZero, i);
+    uint32_t flags = 0;
+    if (Check) {
+      const bool d_finite = all_finite(d);
+      flags = flag_if(!all_finite(o), kRS_OriginsNonFinite) | flag_if(!d_finite, kRS_DirsNonFinite) |
+              flag_if(d_finite & (a == T(0)), kRS_DirsZero);
     }
-    T best = ef_inf<T>(), best_far = ef_inf<T>(), best_t0 = T(0);
+    // best_t0 starts at -t_miss so that `best_t0 >= 0` alone tells a surface hit (see t_miss).
+    T best = t_miss, best_far = t_miss, best_t0 = -t_miss;
+    vec3<T> best_c{T(0), T(0), T(0)};
     int32_t best_k = -1;
-    for (int32_t k = 0; k < s; ++k) {
-      const vec3<T> oc = o - load3(centers + 3 * k);
-      T t0, t1, sq;
-      if (!sphere_roots(oc, d, a, radii[k], t0, t1, sq)) continue;
-      if (!(t1 >= T(0))) continue;  // sphere entirely behind the ray
+    const int32_t count = kS > 0 ? kS : s;
+    for (int32_t k = 0; k < count; ++k) {
+      const vec3<T> c = load3(centers + 3 * k);
+      const T r = radii[k];
+      const vec3<T> oc = o - c;
+      const T b = dot(oc, d);
+      const T cc = dot(oc, oc) - r * r;
+      const T disc = b * b - a * cc;
+      const bool meets = (disc >= T(0)) & (a > T(0));  // false on NaN (& not &&: no branches)
+      const T sq = ef_sqrt(meets ? disc : T(0));
+      const T q = b >= T(0) ? -(b + sq) : (-b + sq);
+      const bool q0 = q == T(0);  // b == 0 and disc == 0: grazing at the origin's closest point
+      // Both roots 0 when q0 (selected before min/max, which keeps the mask logic vectorisable).
+      const T r0 = q0 ? T(0) : q / a, r1 = q0 ? T(0) : cc / (q0 ? T(1) : q);
+      const T t0 = ef_min(r0, r1);
+      const T t1 = ef_max(r0, r1);
       const T entry = t0 >= T(0) ? t0 : T(0);
-      if (entry < best) {
-        best = entry;
-        best_far = t1;
-        best_t0 = t0;
-        best_k = k;
-      }
+      // t1 < 0: the sphere lies entirely behind the ray.
+      const bool take = meets & (t1 >= T(0)) & (entry < best);
+      best = take ? entry : best;
+      best_far = take ? t1 : best_far;
+      best_t0 = take ? t0 : best_t0;
+      best_c.x = take ? c.x : best_c.x;
+      best_c.y = take ? c.y : best_c.y;
+      best_c.z = take ? c.z : best_c.z;
+      best_k = take ? k : best_k;
     }
     t_near[i] = best;
     t_far[i] = best_far;
     index[i] = static_cast<I>(best_k);
-    vec3<T> n{T(0), T(0), T(0)};
     // Starting inside (t0 < 0) means the entry is at 0 but not on the surface: no normal.
-    if (best_k >= 0 && best_t0 >= T(0)) {
-      // (p - c)/|p - c| rather than /r: the same function on the sphere, but unit length to
-      // rounding even where float32 rounding of t moves p slightly off the surface.
-      const vec3<T> pc = (o - load3(centers + 3 * best_k)) + best * d;
-      n = (T(1) / ef_sqrt(dot(pc, pc))) * pc;
+    // (p - c)/|p - c| rather than /r: the same function on the sphere, but unit length to
+    // rounding even where float32 rounding of t moves p slightly off the surface.
+    const bool surface = best_t0 >= T(0);  // a hit, and not from inside
+    const vec3<T> pc = (o - best_c) + (surface ? best : T(0)) * d;
+    const T inv = surface ? T(1) / ef_sqrt(dot(pc, pc)) : T(0);
+    store3(normal + 3 * i, inv * pc);
+    return flags;
+  }
+
+  // The CUDA launcher's entry (rows [0, max(n, s))): checks sphere i, then traces ray i.
+  EF_HD void operator()(int64_t i) const {
+    if (check && i < s) {
+      const uint32_t flags = sphere_flags(i);
+      if (flags) report_flags(check, flags, i);
     }
-    store3(normal + 3 * i, n);
+    if (i >= n) return;
+    if (check) {
+      const uint32_t flags = run<true>(i);
+      if (flags) report_flags(check, flags, i);
+    } else {
+      run<false>(i);
+    }
   }
 };
 

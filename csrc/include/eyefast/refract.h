@@ -98,16 +98,18 @@ struct RefractForward {
   uint8_t* tir;      // [N] (0/1)
   CheckRecord* check;  // nullable
 
-  EF_HD void operator()(int64_t i) const {
+  // Row i; returns its check flags when Check (branch-free: see for_each_checked, launch.h).
+  template <bool Check>
+  EF_HD uint32_t run(int64_t i) const {
     const vec3<T> d = load3(dirs + 3 * i);
     const vec3<T> n = load3(normals + 3 * i);
     const T e = eta[i * eta_stride];
-    if (check) {
-      if (!all_finite(d)) report_bad_row(check, kRF_DirsNonFinite, i);
-      else if (dot(d, d) == T(0)) report_bad_row(check, kRF_DirsZero, i);
-      if (!all_finite(n)) report_bad_row(check, kRF_NormalsNonFinite, i);
-      else if (dot(n, n) == T(0)) report_bad_row(check, kRF_NormalsZero, i);
-      if ((eta_stride != 0 || i == 0) && (!(e > T(0)) || !ef_isfinite(e))) report_bad_row(check, kRF_EtaInvalid, i);
+    uint32_t flags = 0;
+    if (Check) {
+      const bool d_finite = all_finite(d), n_finite = all_finite(n);
+      flags = flag_if(!d_finite, kRF_DirsNonFinite) | flag_if(d_finite && dot(d, d) == T(0), kRF_DirsZero) |
+              flag_if(!n_finite, kRF_NormalsNonFinite) | flag_if(n_finite && dot(n, n) == T(0), kRF_NormalsZero) |
+              flag_if((eta_stride != 0 || i == 0) && !(e > T(0) && ef_isfinite(e)), kRF_EtaInvalid);
     }
     const RefractGeometry<T> g = refract_geometry(d, n, e);
     // Both branches are computed and selected, so random TIR/no-TIR rays cost no mispredictions.
@@ -118,6 +120,17 @@ struct RefractForward {
     store3(out + 3 * i, su * g.u + k * g.m);
     reflectance[i] = is_tir ? T(1) : fresnel_unpolarized(e, g.ci, ct);
     tir[i] = is_tir ? 1 : 0;
+    return flags;
+  }
+
+  // The CUDA launcher's entry: row i, reporting its flags.
+  EF_HD void operator()(int64_t i) const {
+    if (check) {
+      const uint32_t flags = run<true>(i);
+      if (flags) report_flags(check, flags, i);
+    } else {
+      run<false>(i);
+    }
   }
 };
 

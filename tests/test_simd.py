@@ -1,0 +1,101 @@
+"""The CPU kernels' AVX2 loops (launch.h: for_each_simd / for_each_checked) against the baseline
+loops: the same IEEE operations, so the outputs must be bitwise equal, and a bad row must be
+reported with the same message (the vectorised pass only detects it; a scalar rescan names it)."""
+
+import pytest
+import torch
+
+import eyefast._C as C
+from eyefast import ops
+from test_ray_sphere import scene
+from test_refract import rays
+
+HAS_AVX2 = C.cpu_simd(True)
+
+
+@pytest.fixture
+def simd_modes():
+    """Runs a function with the AVX2 loops off, then on; restores the default afterwards."""
+    before = C.cpu_simd()
+
+    def run(fn):
+        outs = []
+        for on in (False, True):
+            assert C.cpu_simd(on) == on
+            outs.append(fn())
+        return outs
+
+    yield run
+    C.cpu_simd(before)
+
+
+def same(a, b):
+    # Bitwise: equal values, equal signs of zero, NaN in the same places.
+    if a.is_floating_point():
+        return torch.equal(a.view(torch.int64 if a.dtype == torch.float64 else torch.int32),
+                           b.view(torch.int64 if b.dtype == torch.float64 else torch.int32))
+    return torch.equal(a, b)
+
+
+pytestmark = pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2: only the baseline loops exist")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("s", [1, 2, 3])
+def test_ray_sphere_simd_is_bitwise_equal(simd_modes, dtype, s):
+    o, d, c, r = scene(20011, s, dtype, "cpu", seed=s)  # odd n: vector remainder loops run too
+    # Rays that start inside, on the surface (grazing at the origin), and tangent.
+    o[:50] = c[0] + 0.5 * r[0] * torch.randn(50, 3, dtype=dtype).clamp(-1, 1) / 3
+    o[50] = c[0] + torch.tensor([r[0], 0, 0], dtype=dtype)
+    d[50] = torch.tensor([0, 1, 0], dtype=dtype)
+    o[51] = c[0] + torch.tensor([r[0], -5, 0], dtype=dtype)
+    d[51] = torch.tensor([0, 1, 0], dtype=dtype)
+    for check in (True, False):
+        base, simd = simd_modes(lambda: ops.ray_sphere_intersect(o, d, c, r, check=check))
+        for a, b in zip(base, simd):
+            assert same(a, b)
+    assert (base[2] == -1).any() and (base[0] == 0).any() and (base[2] >= 0).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_ray_eta", [True, False])
+def test_refract_simd_is_bitwise_equal(simd_modes, dtype, per_ray_eta):
+    d, nm, eta = rays(20011, dtype, "cpu", seed=3, per_ray_eta=per_ray_eta)
+    if not per_ray_eta:
+        eta = torch.tensor(1.3, dtype=dtype)  # > 1: some rays are totally reflected
+    for check in (True, False):
+        base, simd = simd_modes(lambda: ops.refract(d, nm, eta, check=check))
+        for a, b in zip(base, simd):
+            assert same(a, b)
+    assert base[2].any() and not base[2].all()  # both TIR and refracted rays
+
+
+@pytest.mark.parametrize("row", [0, 4097, 20010])
+def test_bad_rows_are_reported_alike(simd_modes, row):
+    o, d, c, r = scene(20011, 2, torch.float32, "cpu", seed=0)
+    d[row] = 0.0
+    if row + 3 < len(d):
+        d[row + 3] = float("nan")  # a second flag, further on
+    msgs = []
+
+    def call():
+        with pytest.raises(ValueError) as err:
+            ops.ray_sphere_intersect(o, d, c, r)
+        msgs.append(str(err.value))
+
+    simd_modes(call)
+    # The message names the first kind of fault in its list order: the NaN row if there is one.
+    named = row + 3 if row + 3 < len(d) else row
+    assert msgs[0] == msgs[1] and f"dirs[{named}]" in msgs[0]
+
+    dr, nm, eta = rays(20011, torch.float32, "cpu", seed=0)
+    eta[row] = -1.0
+    msgs.clear()
+
+    def call_refract():
+        with pytest.raises(ValueError) as err:
+            ops.refract(dr, nm, eta)
+        msgs.append(str(err.value))
+
+    simd_modes(call_refract)
+    assert msgs[0] == msgs[1] and f"eta[{row}]" in msgs[0]

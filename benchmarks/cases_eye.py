@@ -55,7 +55,29 @@ def cases(device: str, quick: bool):
         bytes_moved=n * (12 + 12 + 4 + 12 + 4 + 1),  # in: dirs, normals, eta; out: out, reflectance, tir
         note="per-ray eta",
     )
-    return [rs, rf] + _trace_cases(device, quick, check)
+    # The same ops writing into reused out= buffers: no allocation, so (on the CPU) no page faults
+    # of fresh memory, the condition the copy ceiling is measured under. The reference allocates.
+    rs_buf = ops.ray_sphere_intersect(o, d, c, r, check=check)
+    rs_out = Case(
+        op="ray_sphere_intersect+out",
+        n=n,
+        device=device,
+        eyefast=lambda: ops.ray_sphere_intersect(o, d, c, r, check=check, out=rs_buf),
+        reference=rs.reference,
+        bytes_moved=rs.bytes_moved,
+        note="2 spheres; into reused out= buffers",
+    )
+    rf_buf = ops.refract(d, nm, eta, check=check)
+    rf_out = Case(
+        op="refract+out",
+        n=n,
+        device=device,
+        eyefast=lambda: ops.refract(d, nm, eta, check=check, out=rf_buf),
+        reference=rf.reference,
+        bytes_moved=rf.bytes_moved,
+        note="per-ray eta; into reused out= buffers",
+    )
+    return [rs, rs_out, rf, rf_out] + _trace_cases(device, quick, check)
 
 
 # --------------------------------------------------------------------------------------------

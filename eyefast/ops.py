@@ -27,8 +27,25 @@ __all__ = ["ray_sphere_intersect", "refract", "trace_eyes", "EyeTrace", "rasteri
 # --------------------------------------------------------------------------------------------
 # ray_sphere_intersect
 # --------------------------------------------------------------------------------------------
+def _check_out(op: str, out, count: int, *inputs) -> None:
+    """out= rules, as in torch: a tuple of `count` tensors, and no autograd through them."""
+    if not isinstance(out, (tuple, list)) or len(out) != count or not all(isinstance(t, torch.Tensor) for t in out):
+        raise TypeError(f"eyefast.{op}: out must be a tuple of {count} tensors, got {type(out).__name__}")
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs if isinstance(t, torch.Tensor)):
+        raise RuntimeError(
+            f"eyefast.{op}: out= does not support autograd (an input requires grad); call it without "
+            "out= to differentiate, or under torch.no_grad()"
+        )
+
+
 def ray_sphere_intersect(
-    origins: torch.Tensor, dirs: torch.Tensor, centers: torch.Tensor, radii: torch.Tensor, *, check: bool = True
+    origins: torch.Tensor,
+    dirs: torch.Tensor,
+    centers: torch.Tensor,
+    radii: torch.Tensor,
+    *,
+    check: bool = True,
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ):
     """First sphere each ray enters.
 
@@ -38,6 +55,11 @@ def ray_sphere_intersect(
         centers: [S, 3] sphere centres.
         radii: [S] sphere radii (> 0).
         check: check the input values (see the module docstring).
+        out: optional preallocated (t_near, t_far, index, normal), written in place and returned:
+            the exact dtypes and shapes of the results, contiguous, sharing no memory with the
+            inputs. Reusing buffers across calls saves the allocation and, on the CPU, the page
+            faults of fresh memory, which cost more than the kernel itself at millions of rays.
+            Not differentiable (as with torch's own out= arguments).
 
     Returns:
         t_near: [N] entry distance (0 when the ray starts inside the sphere), +inf on a miss.
@@ -49,6 +71,12 @@ def ray_sphere_intersect(
     Differentiable w.r.t. origins, dirs, centers and radii (through t_near, t_far and normal).
     At exactly tangent rays the derivative is unbounded and is returned as 0.
     """
+    if out is not None:
+        _check_out("ray_sphere_intersect", out, 4, origins, dirs, centers, radii)
+        torch.ops.eyefast.ray_sphere_intersect.out(
+            origins, dirs, centers, radii, check, t_near=out[0], t_far=out[1], index=out[2], normal=out[3]
+        )
+        return tuple(out)
     return torch.ops.eyefast.ray_sphere_intersect(origins, dirs, centers, radii, check)
 
 
@@ -65,6 +93,11 @@ def _ray_sphere_fake(origins, dirs, centers, radii, check=True):
         origins.new_empty(n, dtype=torch.long),
         origins.new_empty(n, 3),
     )
+
+
+@torch.library.register_fake("eyefast::ray_sphere_intersect.out")
+def _ray_sphere_out_fake(origins, dirs, centers, radii, check=True, *, t_near, t_far, index, normal):
+    return None
 
 
 @torch.library.register_fake("eyefast::ray_sphere_intersect_backward")
@@ -102,7 +135,14 @@ torch.library.register_autograd(
 # --------------------------------------------------------------------------------------------
 # refract
 # --------------------------------------------------------------------------------------------
-def refract(dirs: torch.Tensor, normals: torch.Tensor, eta, *, check: bool = True):
+def refract(
+    dirs: torch.Tensor,
+    normals: torch.Tensor,
+    eta,
+    *,
+    check: bool = True,
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+):
     """Refracts rays through a dielectric interface (Snell) with the exact Fresnel reflectance.
 
     Args:
@@ -112,6 +152,8 @@ def refract(dirs: torch.Tensor, normals: torch.Tensor, eta, *, check: bool = Tru
         eta: n_from / n_to, the index of the medium the ray travels in over the index of the
             medium it enters: a float, a 0-d tensor or an [N] tensor.
         check: check the input values (see the module docstring).
+        out: optional preallocated (out, reflectance, tir), written in place and returned (the
+            rules of :func:`ray_sphere_intersect`'s ``out``).
 
     Returns:
         out: [N, 3] unit refracted direction; on total internal reflection the mirror direction.
@@ -122,6 +164,10 @@ def refract(dirs: torch.Tensor, normals: torch.Tensor, eta, *, check: bool = Tru
     """
     if not isinstance(eta, torch.Tensor):
         eta = torch.full((), float(eta), dtype=dirs.dtype, device=dirs.device)
+    if out is not None:
+        _check_out("refract", out, 3, dirs, normals, eta)
+        torch.ops.eyefast.refract.out(dirs, normals, eta, check, out=out[0], reflectance=out[1], tir=out[2])
+        return tuple(out)
     return torch.ops.eyefast.refract(dirs, normals, eta, check)
 
 
@@ -131,6 +177,11 @@ def _refract_fake(dirs, normals, eta, check=True):
     torch._check(normals.shape == dirs.shape, lambda: "normals must have the shape of dirs")
     n = dirs.shape[0]
     return dirs.new_empty(n, 3), dirs.new_empty(n), dirs.new_empty(n, dtype=torch.bool)
+
+
+@torch.library.register_fake("eyefast::refract.out")
+def _refract_out_fake(dirs, normals, eta, check=True, *, out, reflectance, tir):
+    return None
 
 
 @torch.library.register_fake("eyefast::refract_backward")

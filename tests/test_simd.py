@@ -1,5 +1,5 @@
-"""The CPU kernels' AVX2 loops (launch.h: for_each_simd / for_each_checked) against the baseline
-loops: the same IEEE operations, so the outputs must be bitwise equal, and a bad row must be
+"""The CPU kernels' AVX2 and AVX-512 loops (launch.h: for_each_simd / for_each_checked) against
+the baseline loops: the same IEEE operations, so the outputs must be bitwise equal, and a bad row must be
 reported with the same message (the vectorised pass only detects it; a scalar rescan names it)."""
 
 import pytest
@@ -10,18 +10,21 @@ from eyefast import ops
 from test_ray_sphere import scene
 from test_refract import rays
 
-HAS_AVX2 = C.cpu_simd(True)
+_before = C.cpu_simd()
+MAX_LEVEL = C.cpu_simd(2)  # 2 AVX-512, 1 AVX2, 0 baseline only
+C.cpu_simd(_before)
+LEVELS = list(range(MAX_LEVEL + 1))
 
 
 @pytest.fixture
 def simd_modes():
-    """Runs a function with the AVX2 loops off, then on; restores the default afterwards."""
+    """Runs a function at every loop level the CPU has (baseline first); restores the level."""
     before = C.cpu_simd()
 
     def run(fn):
         outs = []
-        for on in (False, True):
-            assert C.cpu_simd(on) == on
+        for level in LEVELS:
+            assert C.cpu_simd(level) == level
             outs.append(fn())
         return outs
 
@@ -37,7 +40,7 @@ def same(a, b):
     return torch.equal(a, b)
 
 
-pytestmark = pytest.mark.skipif(not HAS_AVX2, reason="this CPU has no AVX2: only the baseline loops exist")
+pytestmark = pytest.mark.skipif(MAX_LEVEL == 0, reason="this CPU has no AVX2: only the baseline loops exist")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -51,9 +54,9 @@ def test_ray_sphere_simd_is_bitwise_equal(simd_modes, dtype, s):
     o[51] = c[0] + torch.tensor([r[0], -5, 0], dtype=dtype)
     d[51] = torch.tensor([0, 1, 0], dtype=dtype)
     for check in (True, False):
-        base, simd = simd_modes(lambda: ops.ray_sphere_intersect(o, d, c, r, check=check))
-        for a, b in zip(base, simd):
-            assert same(a, b)
+        base, *simd = simd_modes(lambda: ops.ray_sphere_intersect(o, d, c, r, check=check))
+        for other in simd:
+            assert all(same(a, b) for a, b in zip(base, other))
     assert (base[2] == -1).any() and (base[0] == 0).any() and (base[2] >= 0).any()
 
 
@@ -64,9 +67,9 @@ def test_refract_simd_is_bitwise_equal(simd_modes, dtype, per_ray_eta):
     if not per_ray_eta:
         eta = torch.tensor(1.3, dtype=dtype)  # > 1: some rays are totally reflected
     for check in (True, False):
-        base, simd = simd_modes(lambda: ops.refract(d, nm, eta, check=check))
-        for a, b in zip(base, simd):
-            assert same(a, b)
+        base, *simd = simd_modes(lambda: ops.refract(d, nm, eta, check=check))
+        for other in simd:
+            assert all(same(a, b) for a, b in zip(base, other))
     assert base[2].any() and not base[2].all()  # both TIR and refracted rays
 
 
@@ -86,7 +89,7 @@ def test_bad_rows_are_reported_alike(simd_modes, row):
     simd_modes(call)
     # The message names the first kind of fault in its list order: the NaN row if there is one.
     named = row + 3 if row + 3 < len(d) else row
-    assert msgs[0] == msgs[1] and f"dirs[{named}]" in msgs[0]
+    assert len(set(msgs)) == 1 and f"dirs[{named}]" in msgs[0]
 
     dr, nm, eta = rays(20011, torch.float32, "cpu", seed=0)
     eta[row] = -1.0
@@ -98,4 +101,4 @@ def test_bad_rows_are_reported_alike(simd_modes, row):
         msgs.append(str(err.value))
 
     simd_modes(call_refract)
-    assert msgs[0] == msgs[1] and f"eta[{row}]" in msgs[0]
+    assert len(set(msgs)) == 1 and f"eta[{row}]" in msgs[0]

@@ -127,32 +127,43 @@ void pool_parallel_for(int threads, int64_t n, int64_t grain, void* ctx, ChunkFn
 void set_parallel_backend(ParallelBackend backend) { g_backend = backend; }
 
 namespace {
-bool cpu_has_avx2() {
+int cpu_max_simd_level() {
 #ifdef EF_X86_DISPATCH
-  static const bool has = [] {
+  static const int level = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+      return 2;
+    }
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
   }();
-  return has;
+  return level;
 #else
-  return false;
+  return 0;
 #endif
 }
 
 std::atomic<int> g_simd{-1};  // -1: not decided yet
 }  // namespace
 
-bool cpu_simd_enabled() {
+int cpu_simd_level() {
   int v = g_simd.load(std::memory_order_relaxed);
   if (v < 0) {
-    const char* env = std::getenv("EYEFAST_CPU_SIMD");
-    v = (cpu_has_avx2() && !(env && std::string(env) == "0")) ? 1 : 0;
+    v = cpu_max_simd_level();
+    if (const char* env = std::getenv("EYEFAST_CPU_SIMD")) {
+      const int cap = std::atoi(env);
+      if (cap >= 0 && cap < v) v = cap;
+    }
     g_simd.store(v, std::memory_order_relaxed);
   }
-  return v != 0;
+  return v;
 }
 
-void set_cpu_simd(bool on) { g_simd.store(on && cpu_has_avx2() ? 1 : 0, std::memory_order_relaxed); }
+int set_cpu_simd_level(int level) {
+  const int v = std::max(0, std::min(level, cpu_max_simd_level()));
+  g_simd.store(v, std::memory_order_relaxed);
+  return v;
+}
 
 void parallel_for(int64_t n, int64_t grain, void* ctx, ChunkFn fn) {
   if (n <= 0) return;

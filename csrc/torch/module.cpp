@@ -33,23 +33,23 @@ TORCH_LIBRARY(eyefast, m) {
 }  // namespace eyefast
 
 namespace {
-// eyefast._C.cpu_simd(on=None) -> bool: whether the CPU kernels' AVX2 loops run (launch.h);
-// with an argument, turns them on or off first (tests compare both paths).
+// eyefast._C.cpu_simd(level=None) -> int: the CPU loop copies in use (launch.h: 0 baseline,
+// 1 AVX2, 2 AVX-512); with an argument, sets the level first (capped at what the CPU has).
 PyObject* py_cpu_simd(PyObject*, PyObject* args) {
-  PyObject* on = Py_None;
-  if (!PyArg_ParseTuple(args, "|O", &on)) return nullptr;
-  if (on != Py_None) {
-    const int v = PyObject_IsTrue(on);
-    if (v < 0) return nullptr;
-    eyefast::cpu::set_cpu_simd(v != 0);
+  PyObject* level = Py_None;
+  if (!PyArg_ParseTuple(args, "|O", &level)) return nullptr;
+  if (level != Py_None) {
+    const long v = PyLong_AsLong(level);
+    if (v == -1 && PyErr_Occurred()) return nullptr;
+    eyefast::cpu::set_cpu_simd_level(static_cast<int>(v));
   }
-  return PyBool_FromLong(eyefast::cpu::cpu_simd_enabled() ? 1 : 0);
+  return PyLong_FromLong(eyefast::cpu::cpu_simd_level());
 }
 
 PyMethodDef eyefast_c_methods[] = {
     {"cpu_simd", py_cpu_simd, METH_VARARGS,
-     "cpu_simd(on=None) -> bool: whether the CPU kernels run their AVX2 loops; turns them on/off "
-     "when given (on only where the CPU has AVX2)."},
+     "cpu_simd(level=None) -> int: the CPU kernels' loop copies in use (0 baseline, 1 AVX2, 2 AVX-512); "
+     "sets the level first when given (capped at what the CPU has)."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef eyefast_c_module = {PyModuleDef_HEAD_INIT, "_C",

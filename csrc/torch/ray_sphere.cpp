@@ -22,16 +22,12 @@ void check_inputs(const at::Tensor& origins, const at::Tensor& dirs, const at::T
   TORCH_CHECK(centers.size(0) <= INT32_MAX, "eyefast.", kOp, ": too many spheres (", centers.size(0), ")");
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& origins, const at::Tensor& dirs,
-                                                                   const at::Tensor& centers, const at::Tensor& radii,
-                                                                   bool check) {
-  check_inputs(origins, dirs, centers, radii);
+// Runs the forward kernel into the given (checked) outputs.
+void run_forward(const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& centers,
+                 const at::Tensor& radii, bool check, at::Tensor& t_near, at::Tensor& t_far, at::Tensor& index,
+                 at::Tensor& normal) {
   const int64_t n = origins.size(0);
   const int32_t s = static_cast<int32_t>(centers.size(0));
-  auto opts = origins.options();
-  at::Tensor t_near = prepare_output(at::empty({n}, opts)), t_far = prepare_output(at::empty({n}, opts));
-  at::Tensor index = prepare_output(at::empty({n}, opts.dtype(at::kLong)));
-  at::Tensor normal = prepare_output(at::empty({n, 3}, opts));
   CheckBuffer rec(origins.device());
   CheckRecord* rec_ptr = check ? rec.get() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(origins.scalar_type(), "eyefast_ray_sphere_fwd", [&] {
@@ -60,7 +56,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(const at::Ten
                       {kRS_CentersNonFinite, "centers", "has a non-finite value"},
                       {kRS_RadiiInvalid, "radii", "must be finite and > 0"}});
   }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& origins, const at::Tensor& dirs,
+                                                                   const at::Tensor& centers, const at::Tensor& radii,
+                                                                   bool check) {
+  check_inputs(origins, dirs, centers, radii);
+  const int64_t n = origins.size(0);
+  auto opts = origins.options();
+  at::Tensor t_near = prepare_output(at::empty({n}, opts)), t_far = prepare_output(at::empty({n}, opts));
+  at::Tensor index = prepare_output(at::empty({n}, opts.dtype(at::kLong)));
+  at::Tensor normal = prepare_output(at::empty({n, 3}, opts));
+  run_forward(origins, dirs, centers, radii, check, t_near, t_far, index, normal);
   return {t_near, t_far, index, normal};
+}
+
+// The out= overload: writes into caller-owned buffers (no allocation, no page faults on reuse).
+// It returns nothing (torch.compile's functionalisation supports mutated arguments, not outputs
+// aliasing them); ops.ray_sphere_intersect returns the buffers.
+void forward_out(
+    const at::Tensor& origins, const at::Tensor& dirs, const at::Tensor& centers, const at::Tensor& radii,
+    bool check, at::Tensor& t_near, at::Tensor& t_far, at::Tensor& index, at::Tensor& normal) {
+  check_inputs(origins, dirs, centers, radii);
+  const int64_t n = origins.size(0);
+  const std::string n1 = "[N] (N = " + std::to_string(n) + ")", n3 = "[N, 3] (N = " + std::to_string(n) + ")";
+  const auto dt = origins.scalar_type();
+  std::vector<std::pair<const char*, const at::Tensor*>> seen = {
+      {"origins", &origins}, {"dirs", &dirs}, {"centers", &centers}, {"radii", &radii}};
+  check_out(kOp, "t_near", t_near, dt, {n}, n1.c_str(), origins, seen);
+  seen.push_back({"t_near", &t_near});
+  check_out(kOp, "t_far", t_far, dt, {n}, n1.c_str(), origins, seen);
+  seen.push_back({"t_far", &t_far});
+  check_out(kOp, "index", index, at::kLong, {n}, n1.c_str(), origins, seen);
+  seen.push_back({"index", &index});
+  check_out(kOp, "normal", normal, dt, {n, 3}, n3.c_str(), origins, seen);
+  for (at::Tensor* t : {&t_near, &t_far, &index, &normal}) prepare_output(*t);  // poison (tests)
+  run_forward(origins, dirs, centers, radii, check, t_near, t_far, index, normal);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
@@ -111,6 +142,9 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "ray_sphere_intersect(Tensor origins, Tensor dirs, Tensor centers, Tensor radii, bool check=True) -> "
       "(Tensor t_near, Tensor t_far, Tensor index, Tensor normal)");
   m.def(
+      "ray_sphere_intersect.out(Tensor origins, Tensor dirs, Tensor centers, Tensor radii, bool check=True, *, "
+      "Tensor(a!) t_near, Tensor(b!) t_far, Tensor(c!) index, Tensor(d!) normal) -> ()");
+  m.def(
       "ray_sphere_intersect_backward(Tensor origins, Tensor dirs, Tensor centers, Tensor radii, Tensor index, "
       "Tensor? grad_t_near, Tensor? grad_t_far, Tensor? grad_normal) -> "
       "(Tensor grad_origins, Tensor grad_dirs, Tensor grad_centers, Tensor grad_radii)");
@@ -118,12 +152,14 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
 
 TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
   m.impl("ray_sphere_intersect", &forward);
+  m.impl("ray_sphere_intersect.out", &forward_out);
   m.impl("ray_sphere_intersect_backward", &backward);
 }
 
 #ifdef EYEFAST_WITH_CUDA
 TORCH_LIBRARY_IMPL(eyefast, CUDA, m) {
   m.impl("ray_sphere_intersect", &forward);
+  m.impl("ray_sphere_intersect.out", &forward_out);
   m.impl("ray_sphere_intersect_backward", &backward);
 }
 #endif

@@ -27,13 +27,10 @@ int64_t check_inputs(const at::Tensor& dirs, const at::Tensor& normals, const at
   return shared ? 0 : 1;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& dirs, const at::Tensor& normals,
-                                                       const at::Tensor& eta, bool check) {
-  const int64_t stride = check_inputs(dirs, normals, eta);
+// Runs the forward kernel into the given (checked) outputs.
+void run_forward(const at::Tensor& dirs, const at::Tensor& normals, const at::Tensor& eta, int64_t stride,
+                 bool check, at::Tensor& out, at::Tensor& refl, at::Tensor& tir) {
   const int64_t n = dirs.size(0);
-  at::Tensor out = prepare_output(at::empty({n, 3}, dirs.options()));
-  at::Tensor refl = prepare_output(at::empty({n}, dirs.options()));
-  at::Tensor tir = prepare_output(at::empty({n}, dirs.options().dtype(at::kBool)));
   CheckBuffer rec(dirs.device());
   CheckRecord* rec_ptr = check ? rec.get() : nullptr;
   AT_DISPATCH_FLOATING_TYPES(dirs.scalar_type(), "eyefast_refract_fwd", [&] {
@@ -60,7 +57,33 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& dirs, c
                       {kRF_NormalsZero, "normals", "has a zero-length normal"},
                       {kRF_EtaInvalid, "eta", "must be finite and > 0"}});
   }
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& dirs, const at::Tensor& normals,
+                                                       const at::Tensor& eta, bool check) {
+  const int64_t stride = check_inputs(dirs, normals, eta);
+  const int64_t n = dirs.size(0);
+  at::Tensor out = prepare_output(at::empty({n, 3}, dirs.options()));
+  at::Tensor refl = prepare_output(at::empty({n}, dirs.options()));
+  at::Tensor tir = prepare_output(at::empty({n}, dirs.options().dtype(at::kBool)));
+  run_forward(dirs, normals, eta, stride, check, out, refl, tir);
   return {out, refl, tir};
+}
+
+// The out= overload: writes into caller-owned buffers, returns nothing (see ray_sphere.cpp).
+void forward_out(const at::Tensor& dirs, const at::Tensor& normals, const at::Tensor& eta, bool check,
+                 at::Tensor& out, at::Tensor& reflectance, at::Tensor& tir) {
+  const int64_t stride = check_inputs(dirs, normals, eta);
+  const int64_t n = dirs.size(0);
+  const std::string n1 = "[N] (N = " + std::to_string(n) + ")", n3 = "[N, 3] (N = " + std::to_string(n) + ")";
+  std::vector<std::pair<const char*, const at::Tensor*>> seen = {{"dirs", &dirs}, {"normals", &normals}, {"eta", &eta}};
+  check_out(kOp, "out", out, dirs.scalar_type(), {n, 3}, n3.c_str(), dirs, seen);
+  seen.push_back({"out", &out});
+  check_out(kOp, "reflectance", reflectance, dirs.scalar_type(), {n}, n1.c_str(), dirs, seen);
+  seen.push_back({"reflectance", &reflectance});
+  check_out(kOp, "tir", tir, at::kBool, {n}, n1.c_str(), dirs, seen);
+  for (at::Tensor* t : {&out, &reflectance, &tir}) prepare_output(*t);  // poison (tests)
+  run_forward(dirs, normals, eta, stride, check, out, reflectance, tir);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(const at::Tensor& dirs, const at::Tensor& normals,
@@ -103,18 +126,23 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "refract(Tensor dirs, Tensor normals, Tensor eta, bool check=True) -> "
       "(Tensor out, Tensor reflectance, Tensor tir)");
   m.def(
+      "refract.out(Tensor dirs, Tensor normals, Tensor eta, bool check=True, *, Tensor(a!) out, "
+      "Tensor(b!) reflectance, Tensor(c!) tir) -> ()");
+  m.def(
       "refract_backward(Tensor dirs, Tensor normals, Tensor eta, Tensor? grad_out, Tensor? grad_reflectance) -> "
       "(Tensor grad_dirs, Tensor grad_normals, Tensor grad_eta)");
 }
 
 TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
   m.impl("refract", &forward);
+  m.impl("refract.out", &forward_out);
   m.impl("refract_backward", &backward);
 }
 
 #ifdef EYEFAST_WITH_CUDA
 TORCH_LIBRARY_IMPL(eyefast, CUDA, m) {
   m.impl("refract", &forward);
+  m.impl("refract.out", &forward_out);
   m.impl("refract_backward", &backward);
 }
 #endif

@@ -57,6 +57,32 @@ inline void check_float_dtype(const char* op, const char* name, const at::Tensor
 #endif
 }
 
+// Checks an `out=` buffer: dtype, device and exact shape (no resizing), contiguous, and sharing no
+// memory with any of `inputs` or of the outputs checked before it (`earlier`). Errors name it,
+// e.g. "eyefast.refract: out tensor reflectance must have shape [N] (N = 5), got [4]".
+inline void check_out(const char* op, const char* name, const at::Tensor& out, at::ScalarType dtype,
+                      at::IntArrayRef shape, const char* shape_text, const at::Tensor& like,
+                      const std::vector<std::pair<const char*, const at::Tensor*>>& others) {
+  TORCH_CHECK_TYPE(out.scalar_type() == dtype, "eyefast.", op, ": out tensor ", name, " must have dtype ", dtype,
+                   ", got ", out.scalar_type());
+  TORCH_CHECK(out.device() == like.device(), "eyefast.", op, ": out tensor ", name, " must be on ", like.device(),
+              " like the inputs, got ", out.device());
+  TORCH_CHECK(out.sizes() == shape, "eyefast.", op, ": out tensor ", name, " must have shape ", shape_text,
+              ", got ", out.sizes());
+  TORCH_CHECK(out.is_contiguous(), "eyefast.", op, ": out tensor ", name, " must be contiguous");
+  if (out.numel() == 0) return;
+  const auto* b = static_cast<const char*>(out.data_ptr());
+  const auto* e = b + out.nbytes();
+  for (const auto& other : others) {
+    const at::Tensor& t = *other.second;
+    if (!t.defined() || t.numel() == 0 || !t.has_storage()) continue;
+    const auto* tb = static_cast<const char*>(t.data_ptr());
+    const auto* te = tb + t.nbytes();
+    TORCH_CHECK(e <= tb || te <= b, "eyefast.", op, ": out tensor ", name, " shares memory with ", other.first,
+                " (out= buffers must not overlap the inputs or each other)");
+  }
+}
+
 // EYEFAST_POISON=1 (set by the test suite): outputs are filled with NaN (floats) or a sentinel
 // (integers) before each launch, so that any element a kernel fails to write shows up.
 inline bool poison_enabled() {

@@ -48,10 +48,11 @@ void for_each(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
 //
 // for_each_simd / for_each_checked run bodies written for SIMD: branch-free (selects, not
 // jumps), writing row i's outputs only, so that the compiler vectorises the loop over rows.
-// On x86-64 with GCC or Clang each chunk runs in a copy of the loop compiled for AVX2 when the
-// CPU has it (chosen at run time: the library itself stays baseline x86-64); elsewhere, in the
-// baseline loop. Both copies compute the same IEEE operations (no FMA contraction, no
-// reassociation), so their results are bitwise equal: tests run both (set_cpu_simd).
+// On x86-64 with GCC or Clang each chunk runs in a copy of the loop compiled for AVX-512
+// (F, VL, BW, DQ; 256-bit vectors with mask registers) or AVX2 when the CPU has it, chosen at
+// run time (the library itself stays baseline x86-64); elsewhere, in the baseline loop. All
+// copies compute the same IEEE operations (no FMA contraction, no reassociation, no
+// approximate reciprocals), so their results are bitwise equal: tests run every level.
 //
 // for_each_checked's body has `template <bool Check> EF_HD uint32_t run(int64_t i) const`
 // returning row i's check-flag bits (always 0 when Check is false). A chunk whose rows are not
@@ -59,10 +60,11 @@ void for_each(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
 // outputs again), so the checks cost no branch in the vectorised loop.
 // ---------------------------------------------------------------------------------------
 
-// Whether the AVX2 copies run (default: when the CPU has AVX2, unless EYEFAST_CPU_SIMD=0).
-EF_API bool cpu_simd_enabled();
-// Turns the AVX2 copies off or back on (on only takes effect where the CPU has AVX2).
-EF_API void set_cpu_simd(bool on);
+// The loop copies in use: 0 = baseline, 1 = AVX2, 2 = AVX-512. Default: the best the CPU has,
+// capped by EYEFAST_CPU_SIMD (0, 1 or 2) when set.
+EF_API int cpu_simd_level();
+// Sets the level (capped at what the CPU has); returns the level now in use.
+EF_API int set_cpu_simd_level(int level);
 
 #if defined(__clang__)
 #define EF_IVDEP _Pragma("clang loop vectorize(assume_safety)")
@@ -74,50 +76,58 @@ EF_API void set_cpu_simd(bool on);
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
 #define EF_X86_DISPATCH 1
-#define EF_TARGET_AVX2 __attribute__((target("avx2"), flatten))
 #endif
 
 namespace detail {
 
 // The loops take a copy of the body, so the compiler knows its pointers do not change when
 // the outputs are written, and EF_IVDEP states that rows do not depend on each other.
-template <class F>
-__attribute__((flatten)) void simd_rows(const F& body, int64_t b, int64_t e) {
-  const F f = body;
-  EF_IVDEP
-  for (int64_t i = b; i < e; ++i) f(i);
-}
-template <bool Check, class F>
-__attribute__((flatten)) uint32_t simd_rows_checked(const F& body, int64_t b, int64_t e) {
-  const F f = body;
-  uint32_t flags = 0;
-  EF_IVDEP
-  for (int64_t i = b; i < e; ++i) flags |= f.template run<Check>(i);
-  return flags;
-}
+#define EF_ROW_LOOPS(SUFFIX, ATTR)                                                          \
+  template <class F>                                                                         \
+  ATTR void rows##SUFFIX(const F& body, int64_t b, int64_t e) {                              \
+    const F f = body;                                                                        \
+    EF_IVDEP                                                                                 \
+    for (int64_t i = b; i < e; ++i) f(i);                                                    \
+  }                                                                                          \
+  template <bool Check, class F>                                                             \
+  ATTR uint32_t rows_checked##SUFFIX(const F& body, int64_t b, int64_t e) {                  \
+    const F f = body;                                                                        \
+    uint32_t flags = 0;                                                                      \
+    EF_IVDEP                                                                                 \
+    for (int64_t i = b; i < e; ++i) flags |= f.template run<Check>(i);                       \
+    return flags;                                                                            \
+  }
+
+EF_ROW_LOOPS(_base, __attribute__((flatten)))
 #ifdef EF_X86_DISPATCH
-template <class F>
-EF_TARGET_AVX2 void simd_rows_avx2(const F& body, int64_t b, int64_t e) {
-  const F f = body;
-  EF_IVDEP
-  for (int64_t i = b; i < e; ++i) f(i);
-}
-template <bool Check, class F>
-EF_TARGET_AVX2 uint32_t simd_rows_checked_avx2(const F& body, int64_t b, int64_t e) {
-  const F f = body;
-  uint32_t flags = 0;
-  EF_IVDEP
-  for (int64_t i = b; i < e; ++i) flags |= f.template run<Check>(i);
-  return flags;
-}
+// flatten: the body (inline, default target) must inline into the target copy to vectorise.
+EF_ROW_LOOPS(_avx2, __attribute__((target("avx2"), flatten)))
+EF_ROW_LOOPS(_avx512, __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq"), flatten)))
 #endif
+#undef EF_ROW_LOOPS
+
+template <class F>
+void rows(const F& f, int64_t b, int64_t e) {
+#ifdef EF_X86_DISPATCH
+  switch (cpu_simd_level()) {
+    case 2: return rows_avx512(f, b, e);
+    case 1: return rows_avx2(f, b, e);
+    default: break;
+  }
+#endif
+  rows_base(f, b, e);
+}
 
 template <bool Check, class F>
-uint32_t dispatch_rows_checked(const F& f, int64_t b, int64_t e) {
+uint32_t rows_checked(const F& f, int64_t b, int64_t e) {
 #ifdef EF_X86_DISPATCH
-  if (cpu_simd_enabled()) return simd_rows_checked_avx2<Check>(f, b, e);
+  switch (cpu_simd_level()) {
+    case 2: return rows_checked_avx512<Check>(f, b, e);
+    case 1: return rows_checked_avx2<Check>(f, b, e);
+    default: break;
+  }
 #endif
-  return simd_rows_checked<Check>(f, b, e);
+  return rows_checked_base<Check>(f, b, e);
 }
 
 }  // namespace detail
@@ -126,11 +136,7 @@ template <class F>
 void for_each_simd(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
   if (n <= 0) return;
   parallel_for(n, grain, const_cast<void*>(static_cast<const void*>(&f)), [](void* ctx, int64_t b, int64_t e) {
-    const F& body = *static_cast<const F*>(ctx);
-#ifdef EF_X86_DISPATCH
-    if (cpu_simd_enabled()) return detail::simd_rows_avx2(body, b, e);
-#endif
-    detail::simd_rows(body, b, e);
+    detail::rows(*static_cast<const F*>(ctx), b, e);
   });
 }
 
@@ -144,10 +150,10 @@ void for_each_checked(int64_t n, const F& f, CheckRecord* check, int64_t grain =
   parallel_for(n, grain, &ctx, [](void* c, int64_t b, int64_t e) {
     const Ctx& cx = *static_cast<const Ctx*>(c);
     if (!cx.check) {
-      detail::dispatch_rows_checked<false>(*cx.f, b, e);
+      detail::rows_checked<false>(*cx.f, b, e);
       return;
     }
-    if (detail::dispatch_rows_checked<true>(*cx.f, b, e) == 0) return;
+    if (detail::rows_checked<true>(*cx.f, b, e) == 0) return;
     for (int64_t i = b; i < e; ++i) {  // rare: find and report the offending rows
       const uint32_t flags = cx.f->template run<true>(i);
       if (flags) report_flags(cx.check, flags, i);

@@ -8,13 +8,16 @@ namespace cpu {
 
 void ray_offsets(const RayOffsets& f) {
   if (f.check) check_init(f.check);
-  const int64_t rows = f.m > f.n_rays + 1 ? f.m : f.n_rays + 1;
+  // Rows past n_rays only check samples: without checks there are n_rays + 1 rows.
+  const int64_t rows = f.check && f.m > f.n_rays + 1 ? f.m : f.n_rays + 1;
   for_each(rows, f);
 }
 
 template <typename F>
 void volrend_launch(int64_t n, const F& f) {
-  for_each(n, f, 256);  // per-ray work is a whole segment: smaller grain balances better
+  // Per-ray work is a whole segment: a smaller grain balances better. for_each_simd: the rows
+  // run in the AVX2/AVX-512 copies, where the bodies' block loops vectorise.
+  for_each_simd(n, f, 256);
 }
 
 #define EF_INSTANTIATE(T)                                                        \

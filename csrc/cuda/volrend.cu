@@ -11,7 +11,7 @@ int ray_offsets(const RayOffsets& f, void* stream) {
     int e = check_record_init(f.check, stream);
     if (e) return e;
   }
-  const int64_t rows = f.m > f.n_rays + 1 ? f.m : f.n_rays + 1;
+  const int64_t rows = f.check && f.m > f.n_rays + 1 ? f.m : f.n_rays + 1;  // see the CPU launcher
   return static_cast<int>(for_each_cuda(rows, f, stream));
 }
 

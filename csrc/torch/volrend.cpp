@@ -77,7 +77,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> density_fwd(const at::Tensor& t_s
   const char* op = "render_weight_from_density";
   check_samples(op, t_starts, t_ends, sigmas, false);
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, t_starts, check);
-  at::Tensor w = at::empty_like(sigmas), tr = at::empty_like(sigmas), a = at::empty_like(sigmas);
+  at::Tensor w = prepare_output(at::empty_like(sigmas)), tr = prepare_output(at::empty_like(sigmas)),
+             a = prepare_output(at::empty_like(sigmas));
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_density_fwd", [&] {
     launch(op, sigmas, n_rays,
            WeightFromDensityForward<scalar_t>{off.data_ptr<int64_t>(), t_starts.data_ptr<scalar_t>(),
@@ -99,9 +100,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> density_bwd(
   check_grad(op, "grad_weights", g_w, sigmas.sizes(), sigmas);
   check_grad(op, "grad_transmittance", g_t, sigmas.sizes(), sigmas);
   check_grad(op, "grad_alphas", g_a, sigmas.sizes(), sigmas);
-  at::Tensor gs = at::empty_like(sigmas);
-  at::Tensor gts = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
-  at::Tensor gte = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
+  at::Tensor gs = prepare_output(at::empty_like(sigmas));
+  at::Tensor gts = t_grads ? prepare_output(at::empty_like(t_starts)) : at::empty({0}, t_starts.options());
+  at::Tensor gte = t_grads ? prepare_output(at::empty_like(t_starts)) : at::empty({0}, t_starts.options());
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_density_bwd", [&] {
     launch(op, sigmas, n_rays,
            WeightFromDensityBackward<scalar_t>{
@@ -120,7 +121,7 @@ std::tuple<at::Tensor, at::Tensor> alpha_fwd(const at::Tensor& alphas, const at:
   check_float_dtype(op, "alphas", alphas);
   check_arg(op, "alphas", alphas, {-1}, "[M]");
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, alphas, check);
-  at::Tensor w = at::empty_like(alphas), tr = at::empty_like(alphas);
+  at::Tensor w = prepare_output(at::empty_like(alphas)), tr = prepare_output(at::empty_like(alphas));
   AT_DISPATCH_FLOATING_TYPES(alphas.scalar_type(), "eyefast_vr_alpha_fwd", [&] {
     launch(op, alphas, n_rays,
            WeightFromAlphaForward<scalar_t>{off.data_ptr<int64_t>(), alphas.data_ptr<scalar_t>(),
@@ -139,7 +140,7 @@ at::Tensor alpha_bwd(const at::Tensor& alphas, const at::Tensor& ray_indices, in
   check_grad(op, "transmittance", trans, alphas.sizes(), alphas);
   check_grad(op, "grad_weights", g_w, alphas.sizes(), alphas);
   check_grad(op, "grad_transmittance", g_t, alphas.sizes(), alphas);
-  at::Tensor ga = at::empty_like(alphas);
+  at::Tensor ga = prepare_output(at::empty_like(alphas));
   AT_DISPATCH_FLOATING_TYPES(alphas.scalar_type(), "eyefast_vr_alpha_bwd", [&] {
     launch(op, alphas, n_rays,
            WeightFromAlphaBackward<scalar_t>{off.data_ptr<int64_t>(), alphas.data_ptr<scalar_t>(),
@@ -157,8 +158,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> object_fwd(const at::Tensor& t_st
   check_samples(op, t_starts, t_ends, sigmas, true);
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, t_starts, check);
   const int64_t k = sigmas.size(1);
-  at::Tensor w = at::empty_like(t_starts), tr = at::empty_like(t_starts);
-  at::Tensor opac = at::empty({n_rays, k}, sigmas.options());
+  at::Tensor w = prepare_output(at::empty_like(t_starts)), tr = prepare_output(at::empty_like(t_starts));
+  at::Tensor opac = prepare_output(at::empty({n_rays, k}, sigmas.options()));
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_object_fwd", [&] {
     launch(op, sigmas, n_rays,
            WeightPerObjectForward<scalar_t>{off.data_ptr<int64_t>(), t_starts.data_ptr<scalar_t>(),
@@ -182,9 +183,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> object_bwd(
   check_grad(op, "grad_weights", g_w, t_starts.sizes(), t_starts);
   check_grad(op, "grad_transmittance", g_t, t_starts.sizes(), t_starts);
   check_grad(op, "grad_opacity", g_op, {n_rays, k}, t_starts);
-  at::Tensor gs = at::empty_like(sigmas);
-  at::Tensor gts = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
-  at::Tensor gte = t_grads ? at::empty_like(t_starts) : at::empty({0}, t_starts.options());
+  at::Tensor gs = prepare_output(at::empty_like(sigmas));
+  at::Tensor gts = t_grads ? prepare_output(at::empty_like(t_starts)) : at::empty({0}, t_starts.options());
+  at::Tensor gte = t_grads ? prepare_output(at::empty_like(t_starts)) : at::empty({0}, t_starts.options());
   AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "eyefast_vr_object_bwd", [&] {
     launch(op, sigmas, n_rays,
            WeightPerObjectBackward<scalar_t>{
@@ -209,7 +210,7 @@ at::Tensor accumulate_fwd(const at::Tensor& weights, const std::optional<at::Ten
   }
   const int64_t c = values.defined() ? values.size(1) : 1;
   at::Tensor off = ray_offsets(op, ray_indices, n_rays, weights, check);
-  at::Tensor out = at::empty({n_rays, c}, weights.options());
+  at::Tensor out = prepare_output(at::empty({n_rays, c}, weights.options()));
   AT_DISPATCH_FLOATING_TYPES(weights.scalar_type(), "eyefast_vr_acc_fwd", [&] {
     launch(op, weights, n_rays * c,
            AccumulateForward<scalar_t>{off.data_ptr<int64_t>(), weights.data_ptr<scalar_t>(),
@@ -232,8 +233,8 @@ std::tuple<at::Tensor, at::Tensor> accumulate_bwd(const at::Tensor& weights, con
   TORCH_CHECK(ray_indices.scalar_type() == at::kLong && ray_indices.dim() == 1 &&
                   ray_indices.size(0) == weights.size(0) && ray_indices.is_contiguous(),
               "eyefast.", op, ": ray_indices must be a contiguous int64 [M] tensor");
-  at::Tensor gw = at::empty_like(weights);
-  at::Tensor gv = values.defined() ? at::empty_like(values) : at::zeros({0}, weights.options());
+  at::Tensor gw = prepare_output(at::empty_like(weights));
+  at::Tensor gv = values.defined() ? prepare_output(at::empty_like(values)) : at::zeros({0}, weights.options());
   AT_DISPATCH_FLOATING_TYPES(weights.scalar_type(), "eyefast_vr_acc_bwd", [&] {
     launch(op, weights, weights.size(0),
            AccumulateBackward<scalar_t>{ray_indices.data_ptr<int64_t>(), weights.data_ptr<scalar_t>(),

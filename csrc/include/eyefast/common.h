@@ -24,6 +24,16 @@
 #define EF_API __attribute__((visibility("default")))
 #endif
 
+// Before a host loop whose iterations do not depend on each other: lets the compiler vectorise
+// without proving that the pointers do not alias (see launch.h, for_each_simd).
+#if defined(__CUDACC__) || !(defined(__GNUC__) || defined(__clang__))
+#define EF_IVDEP
+#elif defined(__clang__)
+#define EF_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define EF_IVDEP _Pragma("GCC ivdep")
+#endif
+
 namespace eyefast {
 
 // ---------------------------------------------------------------------------------------

@@ -66,14 +66,6 @@ EF_API int cpu_simd_level();
 // Sets the level (capped at what the CPU has); returns the level now in use.
 EF_API int set_cpu_simd_level(int level);
 
-#if defined(__clang__)
-#define EF_IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define EF_IVDEP _Pragma("GCC ivdep")
-#else
-#define EF_IVDEP
-#endif
-
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(__CUDACC__)
 #define EF_X86_DISPATCH 1
 #endif

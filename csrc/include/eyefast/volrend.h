@@ -17,12 +17,47 @@
 //            c_j = g_T_j + g_w_j alpha_j (no division by 1 - alpha, so alpha = 1 is safe).
 #pragma once
 
+#include <string.h>
+
 #include "eyefast/common.h"
 
 namespace eyefast {
 
-EF_HD float ef_exp(float x) { return expf(x); }
+// exp of the weights. float: Cody-Waite reduction and a degree-6 polynomial (the Cephes
+// coefficients), branch-free so that CPU loops vectorise, and the same operations on every
+// target. Max relative error 8e-8 (about 1.3 ulp) against exp in double; results below 2^-126
+// flush to 0 (expf would give denormals), NaN stays NaN. double: exp.
+EF_HD float ef_bits_float(int32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __int_as_float(b);
+#else
+  float f;
+  memcpy(&f, &b, sizeof f);
+  return f;
+#endif
+}
+EF_HD float ef_exp(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;  // exp(lo) = 2^-126 (smallest normal); exp(hi) = FLT_MAX
+  const float xc = x < lo ? lo : (x > hi ? hi : x);
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;            // x - n ln 2
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t ni = static_cast<int32_t>(n), n1 = ni >> 1, n2 = ni - n1;  // 2^n as two normal factors
+  float y = (p * ef_bits_float((n1 + 127) << 23)) * ef_bits_float((n2 + 127) << 23);
+  y = x < lo ? 0.0f : y;
+  y = x > hi ? INFINITY : y;
+  return x != x ? x : y;
+}
 EF_HD double ef_exp(double x) { return exp(x); }
+
+// Samples per block in the CPU form of the per-ray scans (see WeightFromDensityForward).
+constexpr int kScanBlock = 16;
 
 enum VolrendCheck : int64_t {
   kVR_RayIndexOutOfRange = 1,
@@ -66,17 +101,40 @@ struct WeightFromDensityForward {
   T* trans;                // [M]
   T* alphas;               // [M]
 
+  // Sample j, given s (the optical depth before it) and its own depth sd.
+  EF_HD void write(int64_t j, T s, T sd) const {
+    const T tr = ef_exp(-s);
+    const T a = T(1) - ef_exp(-sd);
+    trans[j] = tr;
+    alphas[j] = a;
+    weights[j] = tr * a;
+  }
+
   EF_HD void operator()(int64_t r) const {
+    const int64_t b = offsets[r], e = offsets[r + 1];
     T s = T(0);
-    for (int64_t j = offsets[r], e = offsets[r + 1]; j < e; ++j) {
+#if defined(__CUDA_ARCH__)
+    for (int64_t j = b; j < e; ++j) {
       const T sd = sigmas[j] * (t_ends[j] - t_starts[j]);
-      const T tr = ef_exp(-s);
-      const T a = T(1) - ef_exp(-sd);
-      trans[j] = tr;
-      alphas[j] = a;
-      weights[j] = tr * a;
+      write(j, s, sd);
       s += sd;
     }
+#else
+    // The same sums in the same order, in blocks: the depths and the exps vectorise, only the
+    // prefix sum stays a scalar chain of adds.
+    for (int64_t j0 = b; j0 < e; j0 += kScanBlock) {
+      const int64_t nb = e - j0 < kScanBlock ? e - j0 : kScanBlock;
+      T sd[kScanBlock], sx[kScanBlock];
+      EF_IVDEP
+      for (int64_t q = 0; q < nb; ++q) sd[q] = sigmas[j0 + q] * (t_ends[j0 + q] - t_starts[j0 + q]);
+      for (int64_t q = 0; q < nb; ++q) {
+        sx[q] = s;
+        s += sd[q];
+      }
+      EF_IVDEP
+      for (int64_t q = 0; q < nb; ++q) write(j0 + q, sx[q], sd[q]);
+    }
+#endif
   }
 };
 

@@ -1,5 +1,8 @@
-// CPU launcher of occupancy.h.
+// CPU launchers of occupancy.h: the count/fill pass and the one-march form.
 #include "eyefast/occupancy.h"
+
+#include <limits>
+#include <vector>
 
 #include "eyefast/launch.h"
 
@@ -12,8 +15,129 @@ void occupancy_march(const OccupancyMarch<T>& f, int64_t n_rays) {
   for_each(n_rays, f, 64);  // rays differ a lot in length: small chunks balance
 }
 
+template <typename T>
+struct OccupancyOnePass<T>::Impl {
+  OccupancyMarch<T> f{};
+  int64_t n = 0, total = 0;
+  std::vector<int64_t> offsets;  // [n] exclusive prefix sum of the counts
+  std::vector<T> t0;             // [n]
+  std::vector<int32_t> runs;     // [n, kRuns, 2]: k_begin, k_end
+  std::vector<int8_t> n_runs;    // [n]; -1: march again in write()
+};
+
+template <typename T>
+OccupancyOnePass<T>::OccupancyOnePass() : impl_(new Impl()) {}
+template <typename T>
+OccupancyOnePass<T>::~OccupancyOnePass() {
+  delete impl_;
+}
+
+namespace {
+// Records a ray's samples as runs of consecutive steps.
+template <typename T, int R>
+struct RunSink {
+  T* t0;
+  int32_t* runs;  // [R, 2]
+  int r = 0;
+  bool overflow = false;
+  int64_t last = -2;
+  void start(T t) { *t0 = t; }
+  void operator()(int64_t, int64_t k, T, T) {
+    if (k == last + 1 && r > 0) {
+      runs[2 * (r - 1) + 1] = static_cast<int32_t>(k + 1);
+    } else if (r < R && k + 1 <= std::numeric_limits<int32_t>::max()) {
+      runs[2 * r] = static_cast<int32_t>(k);
+      runs[2 * r + 1] = static_cast<int32_t>(k + 1);
+      ++r;
+    } else {
+      overflow = true;
+    }
+    last = k;
+  }
+};
+}  // namespace
+
+// One ray of march(): its count, t0 and runs (-1 runs: march it again in write()).
+template <typename T>
+struct OccupancyOnePass<T>::MarchRow {
+  Impl* im;
+  bool uniform;
+  void operator()(int64_t i) const {
+    Impl& m = *im;
+    RunSink<T, kRuns> sink{&m.t0[static_cast<size_t>(i)], &m.runs[static_cast<size_t>(i) * kRuns * 2]};
+    m.f.counts[i] = m.f.march(i, sink);
+    m.n_runs[static_cast<size_t>(i)] = (sink.overflow || !uniform) ? int8_t(-1) : static_cast<int8_t>(sink.r);
+  }
+};
+
+template <typename T>
+int64_t OccupancyOnePass<T>::march(const OccupancyMarch<T>& f, int64_t n_rays) {
+  if (f.check) check_init(f.check);
+  Impl& im = *impl_;
+  im.f = f;
+  im.n = n_rays;
+  im.t0.resize(static_cast<size_t>(n_rays));
+  im.runs.resize(static_cast<size_t>(n_rays) * kRuns * 2);
+  im.n_runs.resize(static_cast<size_t>(n_rays));
+  // for_each_simd: not to vectorise (a march is a loop of its own) but to run in the AVX2 /
+  // AVX-512 copies, where floor and ceil are single instructions instead of library calls.
+  // Rays differ a lot in length: small chunks balance.
+  for_each_simd(n_rays, MarchRow{&im, f.cone_angle == T(0)}, 64);
+  im.offsets.resize(static_cast<size_t>(n_rays));
+  int64_t total = 0;
+  for (int64_t i = 0; i < n_rays; ++i) {
+    im.offsets[static_cast<size_t>(i)] = total;
+    total += f.counts[i];
+  }
+  im.total = total;
+  return total;
+}
+
+template <typename T>
+void OccupancyOnePass<T>::write(int64_t* ray_indices, T* t_starts, T* t_ends) const {
+  const Impl& im = *impl_;
+  struct Ctx {
+    const Impl* im;
+    int64_t* ri;
+    T* ts;
+    T* te;
+  } ctx{&im, ray_indices, t_starts, t_ends};
+  parallel_for(im.n, 256, &ctx, [](void* c, int64_t b, int64_t e) {
+    const Ctx& cx = *static_cast<const Ctx*>(c);
+    const Impl& m = *cx.im;
+    OccupancyMarch<T> fill = m.f;
+    fill.counts = nullptr;
+    fill.check = nullptr;
+    fill.offsets = m.offsets.data();
+    fill.ray_indices = cx.ri;
+    fill.t_starts = cx.ts;
+    fill.t_ends = cx.te;
+    const T step = m.f.step;
+    for (int64_t i = b; i < e; ++i) {
+      const int nr = m.n_runs[static_cast<size_t>(i)];
+      if (nr < 0) {
+        fill(i);  // the step-by-step march, writing at offsets[i]
+        continue;
+      }
+      int64_t out = m.offsets[static_cast<size_t>(i)];
+      const T t0 = m.t0[static_cast<size_t>(i)];
+      const int32_t* runs = &m.runs[static_cast<size_t>(i) * kRuns * 2];
+      for (int r = 0; r < nr; ++r) {
+        for (int64_t k = runs[2 * r]; k < runs[2 * r + 1]; ++k, ++out) {
+          // The march's formulas: t_k = t0 + k step (t0 itself at k = 0).
+          cx.ri[out] = i;
+          cx.ts[out] = k == 0 ? t0 : t0 + static_cast<T>(k) * step;
+          cx.te[out] = t0 + static_cast<T>(k + 1) * step;
+        }
+      }
+    }
+  });
+}
+
 template void occupancy_march<float>(const OccupancyMarch<float>&, int64_t);
 template void occupancy_march<double>(const OccupancyMarch<double>&, int64_t);
+template class OccupancyOnePass<float>;
+template class OccupancyOnePass<double>;
 
 }  // namespace cpu
 }  // namespace eyefast

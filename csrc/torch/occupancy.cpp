@@ -1,4 +1,5 @@
-// torch.ops.eyefast.occupancy_sampling: count pass, cumsum, fill pass (CPU and CUDA).
+// torch.ops.eyefast.occupancy_sampling: on CUDA count pass, cumsum, fill pass; on the CPU one
+// march into per-chunk buffers, then a copy (cpu::OccupancyOnePass).
 #include "eyefast/occupancy.h"
 
 #include "utils.h"
@@ -81,6 +82,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
                                nullptr,
                                nullptr,
                                check ? rec.get() : nullptr};
+    if (!rays_o.is_cuda()) {
+      // CPU: one march into per-chunk buffers, then a copy (cpu::OccupancyOnePass).
+      cpu::OccupancyOnePass<scalar_t> one;
+      const int64_t total = one.march(f, n);
+      if (check) {
+        raise_if_flagged(kOp, rec,
+                         {{kOC_OriginsNonFinite, "rays_o", "has a non-finite value"},
+                          {kOC_DirsNonFinite, "rays_d", "has a non-finite value"},
+                          {kOC_DirsZero, "rays_d", "has a zero-length direction"}});
+      }
+      ri = prepare_output(at::empty({total}, counts.options()));
+      ts = prepare_output(at::empty({total}, rays_o.options()));
+      te = prepare_output(at::empty({total}, rays_o.options()));
+      one.write(ri.data_ptr<int64_t>(), ts.data_ptr<scalar_t>(), te.data_ptr<scalar_t>());
+      return;
+    }
     run(f, rays_o, n);
     if (check) {
       raise_if_flagged(kOp, rec,
@@ -91,9 +108,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
     at::Tensor inclusive = counts.cumsum(0);
     const int64_t total = n ? inclusive[n - 1].item<int64_t>() : 0;
     at::Tensor offsets = inclusive - counts;
-    ri = at::empty({total}, counts.options());
-    ts = at::empty({total}, rays_o.options());
-    te = at::empty({total}, rays_o.options());
+    ri = prepare_output(at::empty({total}, counts.options()));
+    ts = prepare_output(at::empty({total}, rays_o.options()));
+    te = prepare_output(at::empty({total}, rays_o.options()));
     f.counts = nullptr;
     f.check = nullptr;
     f.offsets = offsets.data_ptr<int64_t>();

@@ -43,6 +43,19 @@ EF_HD double ef_floor<double>(double x) {
   return floor(x);
 }
 
+// Trailing zeros of v > 0.
+EF_HD int ef_ctz(int32_t v) {
+#if defined(__CUDA_ARCH__)
+  return __ffs(v) - 1;
+#elif defined(__GNUC__) || defined(__clang__)
+  return __builtin_ctz(static_cast<unsigned>(v));
+#else
+  int k = 0;
+  while (!((v >> k) & 1)) ++k;
+  return k;
+#endif
+}
+
 EF_HD float ef_ceil(float x) { return ceilf(x); }
 EF_HD double ef_ceil(double x) { return ceil(x); }
 
@@ -91,12 +104,18 @@ struct OccupancyMarch {
     int64_t lo_c[3], hi_c[3];
     bool empty_block = false;
     if (coarse) {
+      // Block coordinates: a shift for the usual power-of-two blocks (an integer division is a
+      // long latency on this loop's critical path).
+      const bool pow2 = (block & (block - 1)) == 0;
+      const int sh = pow2 ? ef_ctz(block) : 0;
+      int64_t cb[3];
+      for (int a = 0; a < 3; ++a) cb[a] = pow2 ? (c[a] >> sh) : c[a] / block;
       const int64_t rc = (res + block - 1) / block;
-      const int64_t cidx = static_cast<int64_t>(l) * rc * rc * rc + ((c[0] / block) * rc + c[1] / block) * rc + c[2] / block;
+      const int64_t cidx = static_cast<int64_t>(l) * rc * rc * rc + (cb[0] * rc + cb[1]) * rc + cb[2];
       if (!((coarse[cidx >> 3] >> (cidx & 7)) & 1)) {
         empty_block = true;
         for (int a = 0; a < 3; ++a) {
-          lo_c[a] = (c[a] / block) * block;
+          lo_c[a] = cb[a] * block;
           hi_c[a] = ef_min<int64_t>(lo_c[a] + block, res);
         }
       }
@@ -120,7 +139,11 @@ struct OccupancyMarch {
     return false;
   }
 
-  EF_HD void operator()(int64_t i) const {
+  // Marches ray i: calls emit.start(t0) once when its range is not empty, then
+  // emit(n, k, t_start, t_end) for its n-th sample, the interval of step k (uniform steps:
+  // t_start = t0 + k step, t_end = t0 + (k + 1) step, exactly); returns the count.
+  template <class Emit>
+  EF_HD int64_t march(int64_t i, Emit& emit) const {
     const vec3<T> o = load3(rays_o + 3 * i);
     const vec3<T> d = load3(rays_d + 3 * i);
     bool bad = false;
@@ -152,9 +175,9 @@ struct OccupancyMarch {
     if (t_min) t_lo = ef_max(t_lo, t_min[i]);
     if (t_max) t_hi = ef_min(t_hi, t_max[i]);
     int64_t n = 0;
-    int64_t out = offsets ? offsets[i] : 0;
     if (!bad && t_lo < t_hi) {
       const T t0 = t_lo + (u ? u[i] : T(0)) * dt_at(t_lo);
+      emit.start(t0);
       const bool uniform = cone_angle == T(0);
       T tk = t0;
       int64_t k = 0;
@@ -163,11 +186,7 @@ struct OccupancyMarch {
         if (!(tk1 <= t_hi)) break;
         T t_exit;
         if (occupied(o, d, T(0.5) * (tk + tk1), t_exit)) {
-          if (offsets) {
-            ray_indices[out + n] = i;
-            t_starts[out + n] = tk;
-            t_ends[out + n] = tk1;
-          }
+          emit(n, k, tk, tk1);
           ++n;
         } else if (uniform) {
           // Jump to the first step whose midpoint is within 0.01 step of the empty box's exit
@@ -184,6 +203,26 @@ struct OccupancyMarch {
         tk = tk1;
       }
     }
+    return n;
+  }
+
+  // Count pass (counts set) or fill pass (offsets and the outputs set): the CUDA launcher's and
+  // the two-pass form.
+  struct FillSink {
+    const OccupancyMarch* f;
+    int64_t i, out;
+    EF_HD void start(T) const {}
+    EF_HD void operator()(int64_t n, int64_t, T a, T b) const {
+      if (f->offsets) {
+        f->ray_indices[out + n] = i;
+        f->t_starts[out + n] = a;
+        f->t_ends[out + n] = b;
+      }
+    }
+  };
+  EF_HD void operator()(int64_t i) const {
+    FillSink sink{this, i, offsets ? offsets[i] : 0};
+    const int64_t n = march(i, sink);
     if (counts) counts[i] = n;
   }
 };
@@ -191,6 +230,30 @@ struct OccupancyMarch {
 namespace cpu {
 template <typename T>
 void occupancy_march(const OccupancyMarch<T>& f, int64_t n_rays);
+
+// The CPU's one-march form. march() marches every ray once, writing counts[i] and, for uniform
+// steps, the ray's samples as up to kRuns runs of consecutive steps (t0 and [k_begin, k_end));
+// write() then expands the runs into the outputs with the march's own formulas (bitwise the
+// same samples) and marches again only the rays with more runs, or with cone-angle steps.
+// About half the marching of count + fill, with no sample buffers.
+template <typename T>
+class OccupancyOnePass {
+ public:
+  OccupancyOnePass();
+  ~OccupancyOnePass();
+  OccupancyOnePass(const OccupancyOnePass&) = delete;
+  OccupancyOnePass& operator=(const OccupancyOnePass&) = delete;
+  static constexpr int kRuns = 8;
+  // Marches (f.counts must point to [n_rays]; f.offsets must be null); returns the total.
+  int64_t march(const OccupancyMarch<T>& f, int64_t n_rays);
+  // Writes the samples (ray_indices, t_starts, t_ends: [total]).
+  void write(int64_t* ray_indices, T* t_starts, T* t_ends) const;
+
+ private:
+  struct Impl;
+  struct MarchRow;
+  Impl* impl_;
+};
 }  // namespace cpu
 namespace cuda {
 template <typename T>

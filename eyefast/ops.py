@@ -31,11 +31,19 @@ def _check_out(op: str, out, count: int, *inputs) -> None:
     """out= rules, as in torch: a tuple of `count` tensors, and no autograd through them."""
     if not isinstance(out, (tuple, list)) or len(out) != count or not all(isinstance(t, torch.Tensor) for t in out):
         raise TypeError(f"eyefast.{op}: out must be a tuple of {count} tensors, got {type(out).__name__}")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs if isinstance(t, torch.Tensor)):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*inputs, *out) if isinstance(t, torch.Tensor)):
         raise RuntimeError(
-            f"eyefast.{op}: out= does not support autograd (an input requires grad); call it without "
-            "out= to differentiate, or under torch.no_grad()"
+            f"eyefast.{op}: out= does not support autograd (an input or out tensor requires grad); call it "
+            "without out= to differentiate, or under torch.no_grad()"
         )
+
+
+def _written(out) -> None:
+    """Advances the version counters of buffers written in place, as torch's in-place ops do, so
+    that autograd raises on a backward that saved one of them before it was overwritten. (Under
+    torch.compile functionalisation writes the buffers back with copy_, which does the same.)"""
+    if not torch.compiler.is_compiling():
+        torch.autograd.graph.increment_version(tuple(out))
 
 
 def ray_sphere_intersect(
@@ -59,7 +67,9 @@ def ray_sphere_intersect(
             the exact dtypes and shapes of the results, contiguous, sharing no memory with the
             inputs. Reusing buffers across calls saves the allocation and, on the CPU, the page
             faults of fresh memory, which cost more than the kernel itself at millions of rays.
-            Not differentiable (as with torch's own out= arguments).
+            Not differentiable (as with torch's own out= arguments); the buffers' version counters
+            advance, so autograd notices a saved buffer that was overwritten. When the data checks
+            raise, the buffers have been partly written.
 
     Returns:
         t_near: [N] entry distance (0 when the ray starts inside the sphere), +inf on a miss.
@@ -76,6 +86,7 @@ def ray_sphere_intersect(
         torch.ops.eyefast.ray_sphere_intersect.out(
             origins, dirs, centers, radii, check, t_near=out[0], t_far=out[1], index=out[2], normal=out[3]
         )
+        _written(out)
         return tuple(out)
     return torch.ops.eyefast.ray_sphere_intersect(origins, dirs, centers, radii, check)
 
@@ -167,6 +178,7 @@ def refract(
     if out is not None:
         _check_out("refract", out, 3, dirs, normals, eta)
         torch.ops.eyefast.refract.out(dirs, normals, eta, check, out=out[0], reflectance=out[1], tir=out[2])
+        _written(out)
         return tuple(out)
     return torch.ops.eyefast.refract(dirs, normals, eta, check)
 

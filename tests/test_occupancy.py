@@ -257,3 +257,26 @@ def test_mark_invisible_cells():
     assert torch.equal(grid.binaries.reshape(-1), expect_seen)
     with pytest.raises(ValueError, match="c2w"):
         grid.mark_invisible_cells(K, torch.eye(3), 32, 32)
+
+
+def test_run_of_steps_across_int32_k():
+    # The CPU sampler keeps runs of consecutive steps as int32 step indices: a run that reaches
+    # past 2^31 - 1 must fall back to the re-march, not wrap (unwritten samples, review finding).
+    dt = torch.float64
+    levels, res = 7, 16
+    half = [8.0 ** l for l in range(levels)]
+    aabbs = torch.tensor([[-x, -x, -x, x, x, x] for x in half], dtype=dt)
+    bins = torch.zeros(levels, res, res, res, dtype=torch.bool)
+    bins[0, 8, 8, 8] = True  # level-0 cell with x in [0, 0.125)
+    o = torch.tensor([[-half[-1] - 1.0, 0.01, 0.01]], dtype=dt)
+    d = torch.tensor([[1.0, 0.0, 0.0]], dtype=dt)
+    for k_mid in (2**31 - 1 - 2000, 2**31 - 1, 2**31 + 4000):
+        step = (half[-1] + 0.0625) / k_mid  # the cell's middle at step k_mid
+        ri, ts, te = occupancy_sampling(o, d, pack_bitfield(bins), aabbs, res, render_step_size=step)
+        # (The reference marches step by step: 2^31 steps are out of its reach.) One run of
+        # consecutive steps covering the cell, every slot written.
+        assert abs(ri.numel() - 0.125 / step) <= 2 and (ri == 0).all()
+        assert torch.isfinite(ts).all() and torch.isfinite(te).all()
+        assert torch.equal(ts[1:], te[:-1])
+        mid_x = o[0, 0] + 0.5 * (ts + te)
+        assert (mid_x > -1e-6).all() and (mid_x < 0.125 + 1e-6).all()

@@ -115,3 +115,31 @@ def test_out_under_torch_compile():
     got = torch.compile(fn, fullgraph=True, backend="aot_eager")(o, d, c, r, out)
     torch.testing.assert_close(got, want)
     assert torch.equal(out[2], ops.ray_sphere_intersect(o, d, c, r)[2])  # written in place
+
+
+def test_out_bumps_versions_so_autograd_sees_reuse():
+    # The buffers are overwritten in place: a graph that saved one of them must fail loudly on
+    # backward instead of using the new values (the reason to reuse buffers is the next call).
+    o, d, c, r = scene(5, 1, torch.float64, "cpu", 0)
+    buf = empty_like_results(ops.ray_sphere_intersect(o, d, c, r))
+    versions = [t._version for t in buf]
+    ops.ray_sphere_intersect(o, d, c, r, out=buf)
+    assert all(t._version > v for t, v in zip(buf, versions))
+    w = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    loss = (w * buf[1]).sum()  # saves t_far for w's gradient
+    ops.ray_sphere_intersect(o, d, c, r, out=buf)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    dr, nm, eta = rays(5, torch.float32, "cpu", 0)
+    res = empty_like_results(ops.refract(dr, nm, eta))
+    v = res[0]._version
+    ops.refract(dr, nm, eta, out=res)
+    assert res[0]._version > v
+
+
+def test_out_refuses_buffers_that_require_grad():
+    o, d, c, r = scene(5, 1, torch.float64, "cpu", 0)
+    buf = list(empty_like_results(ops.ray_sphere_intersect(o, d, c, r)))
+    buf[0].requires_grad_()
+    with pytest.raises(RuntimeError, match="out= does not support autograd"):
+        ops.ray_sphere_intersect(o, d, c, r, out=tuple(buf))

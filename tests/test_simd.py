@@ -102,3 +102,36 @@ def test_bad_rows_are_reported_alike(simd_modes, row):
 
     simd_modes(call_refract)
     assert len(set(msgs)) == 1 and f"eta[{row}]" in msgs[0]
+
+
+def test_nonfinite_misses_have_zero_normals_unchecked(simd_modes):
+    # check=False on rows the checks would reject: still a miss with exactly +0 normals.
+    inf, nan = float("inf"), float("nan")
+    o = torch.tensor([[inf, 0, -5], [nan, 0, 0], [0, 0, -5], [-3, -3, -5], [0.2, 0.1, 0.0]])
+    d = torch.tensor([[0, 0, 1], [0, 0, 1], [nan, 0, 1], [0, 0, 1], [0, 0, 1.0]])
+    c, r = torch.tensor([[0.0, 0, 0]]), torch.tensor([1.0])
+    for t_near, _, index, normal in simd_modes(lambda: ops.ray_sphere_intersect(o, d, c, r, check=False)):
+        assert index[:4].tolist() == [-1, -1, -1, -1] and index[4] == 0 and t_near[4] == 0  # row 4 starts inside
+        assert torch.equal(normal, torch.zeros_like(normal)) and not torch.signbit(normal).any()
+
+
+def test_volrend_and_sampling_simd_are_bitwise_equal(simd_modes):
+    from eyefast import volrend as vr
+    from eyefast.occupancy import OccupancyGrid
+
+    g = torch.Generator().manual_seed(0)
+    n_rays, m = 300, 20000
+    ri = torch.randint(0, n_rays, (m,), generator=g).sort().values
+    ts = torch.rand(m, generator=g) * 3
+    te = ts + torch.rand(m, generator=g) * 0.05
+    sg = torch.rand(m, generator=g) * 20
+    for a, *others in zip(*simd_modes(lambda: vr.render_weight_from_density(ts, te, sg, ri, n_rays))):
+        assert all(same(a, b) for b in others)
+    grid = OccupancyGrid([-1.0, -1, -1, 1, 1, 1], resolution=32)
+    grid.binaries.copy_(torch.rand(grid.binaries.shape, generator=g) < 0.3)
+    o = torch.randn(500, 3, generator=g) * 2
+    dd = torch.rand(500, 3, generator=g) - 0.5 - o
+    for cone in (0.0, 0.02):
+        outs = simd_modes(lambda: grid.sampling(o, dd, render_step_size=0.01, cone_angle=cone))
+        for a, *others in zip(*outs):
+            assert a.numel() > 0 and all(same(a, b) for b in others)

@@ -2,7 +2,7 @@
 #include "eyefast/occupancy.h"
 
 #include <limits>
-#include <vector>
+#include <memory>
 
 #include "eyefast/launch.h"
 
@@ -19,10 +19,11 @@ template <typename T>
 struct OccupancyOnePass<T>::Impl {
   OccupancyMarch<T> f{};
   int64_t n = 0, total = 0;
-  std::vector<int64_t> offsets;  // [n] exclusive prefix sum of the counts
-  std::vector<T> t0;             // [n]
-  std::vector<int32_t> runs;     // [n, kRuns, 2]: k_begin, k_end
-  std::vector<int8_t> n_runs;    // [n]; -1: march again in write()
+  // Uninitialised scratch (every entry a ray uses is written by march() first): no zeroing pass.
+  std::unique_ptr<int64_t[]> offsets;  // [n] exclusive prefix sum of the counts
+  std::unique_ptr<T[]> t0;             // [n]
+  std::unique_ptr<int32_t[]> runs;     // [n, kRuns, 2]: k_begin, k_end
+  std::unique_ptr<int8_t[]> n_runs;    // [n]; -1: march again in write()
 };
 
 template <typename T>
@@ -43,9 +44,11 @@ struct RunSink {
   int64_t last = -2;
   void start(T t) { *t0 = t; }
   void operator()(int64_t, int64_t k, T, T) {
-    if (k == last + 1 && r > 0) {
+    if (k + 1 > std::numeric_limits<int32_t>::max()) {  // the run bounds are int32: re-march
+      overflow = true;
+    } else if (k == last + 1 && r > 0) {
       runs[2 * (r - 1) + 1] = static_cast<int32_t>(k + 1);
-    } else if (r < R && k + 1 <= std::numeric_limits<int32_t>::max()) {
+    } else if (r < R) {
       runs[2 * r] = static_cast<int32_t>(k);
       runs[2 * r + 1] = static_cast<int32_t>(k + 1);
       ++r;
@@ -64,7 +67,7 @@ struct OccupancyOnePass<T>::MarchRow {
   bool uniform;
   void operator()(int64_t i) const {
     Impl& m = *im;
-    RunSink<T, kRuns> sink{&m.t0[static_cast<size_t>(i)], &m.runs[static_cast<size_t>(i) * kRuns * 2]};
+    RunSink<T, kRuns> sink{m.t0.get() + i, m.runs.get() + i * kRuns * 2};
     m.f.counts[i] = m.f.march(i, sink);
     m.n_runs[static_cast<size_t>(i)] = (sink.overflow || !uniform) ? int8_t(-1) : static_cast<int8_t>(sink.r);
   }
@@ -76,14 +79,15 @@ int64_t OccupancyOnePass<T>::march(const OccupancyMarch<T>& f, int64_t n_rays) {
   Impl& im = *impl_;
   im.f = f;
   im.n = n_rays;
-  im.t0.resize(static_cast<size_t>(n_rays));
-  im.runs.resize(static_cast<size_t>(n_rays) * kRuns * 2);
-  im.n_runs.resize(static_cast<size_t>(n_rays));
+  const size_t n = static_cast<size_t>(n_rays > 0 ? n_rays : 0);
+  im.t0.reset(new T[n]);
+  im.runs.reset(new int32_t[n * kRuns * 2]);
+  im.n_runs.reset(new int8_t[n]);
+  im.offsets.reset(new int64_t[n]);
   // for_each_simd: not to vectorise (a march is a loop of its own) but to run in the AVX2 /
   // AVX-512 copies, where floor and ceil are single instructions instead of library calls.
   // Rays differ a lot in length: small chunks balance.
   for_each_simd(n_rays, MarchRow{&im, f.cone_angle == T(0)}, 64);
-  im.offsets.resize(static_cast<size_t>(n_rays));
   int64_t total = 0;
   for (int64_t i = 0; i < n_rays; ++i) {
     im.offsets[static_cast<size_t>(i)] = total;
@@ -93,45 +97,55 @@ int64_t OccupancyOnePass<T>::march(const OccupancyMarch<T>& f, int64_t n_rays) {
   return total;
 }
 
+// One ray of write(): expands its runs, or marches it again (the same SIMD level as march(), so
+// the same samples; the sink still never writes past the ray's count).
 template <typename T>
-void OccupancyOnePass<T>::write(int64_t* ray_indices, T* t_starts, T* t_ends) const {
-  const Impl& im = *impl_;
-  struct Ctx {
-    const Impl* im;
+struct OccupancyOnePass<T>::WriteRow {
+  const Impl* im;
+  int64_t* ri;
+  T* ts;
+  T* te;
+  struct BoundedFill {
+    int64_t i, out, count;
     int64_t* ri;
     T* ts;
     T* te;
-  } ctx{&im, ray_indices, t_starts, t_ends};
-  parallel_for(im.n, 256, &ctx, [](void* c, int64_t b, int64_t e) {
-    const Ctx& cx = *static_cast<const Ctx*>(c);
-    const Impl& m = *cx.im;
-    OccupancyMarch<T> fill = m.f;
-    fill.counts = nullptr;
-    fill.check = nullptr;
-    fill.offsets = m.offsets.data();
-    fill.ray_indices = cx.ri;
-    fill.t_starts = cx.ts;
-    fill.t_ends = cx.te;
-    const T step = m.f.step;
-    for (int64_t i = b; i < e; ++i) {
-      const int nr = m.n_runs[static_cast<size_t>(i)];
-      if (nr < 0) {
-        fill(i);  // the step-by-step march, writing at offsets[i]
-        continue;
-      }
-      int64_t out = m.offsets[static_cast<size_t>(i)];
-      const T t0 = m.t0[static_cast<size_t>(i)];
-      const int32_t* runs = &m.runs[static_cast<size_t>(i) * kRuns * 2];
-      for (int r = 0; r < nr; ++r) {
-        for (int64_t k = runs[2 * r]; k < runs[2 * r + 1]; ++k, ++out) {
-          // The march's formulas: t_k = t0 + k step (t0 itself at k = 0).
-          cx.ri[out] = i;
-          cx.ts[out] = k == 0 ? t0 : t0 + static_cast<T>(k) * step;
-          cx.te[out] = t0 + static_cast<T>(k + 1) * step;
-        }
+    void start(T) const {}
+    void operator()(int64_t n, int64_t, T a, T b) const {
+      if (n < count) {
+        ri[out + n] = i;
+        ts[out + n] = a;
+        te[out + n] = b;
       }
     }
-  });
+  };
+  void operator()(int64_t i) const {
+    const Impl& m = *im;
+    const int64_t out0 = m.offsets[i];
+    const int nr = m.n_runs[i];
+    if (nr < 0) {
+      BoundedFill sink{i, out0, m.f.counts[i], ri, ts, te};
+      m.f.march(i, sink);
+      return;
+    }
+    int64_t out = out0;
+    const T t0 = m.t0[i];
+    const T step = m.f.step;
+    const int32_t* runs = m.runs.get() + i * kRuns * 2;
+    for (int r = 0; r < nr; ++r) {
+      for (int64_t k = runs[2 * r]; k < runs[2 * r + 1]; ++k, ++out) {
+        // The march's formulas: t_k = t0 + k step (t0 itself at k = 0).
+        ri[out] = i;
+        ts[out] = k == 0 ? t0 : t0 + static_cast<T>(k) * step;
+        te[out] = t0 + static_cast<T>(k + 1) * step;
+      }
+    }
+  }
+};
+
+template <typename T>
+void OccupancyOnePass<T>::write(int64_t* ray_indices, T* t_starts, T* t_ends) const {
+  for_each_simd(impl_->n, WriteRow{impl_, ray_indices, t_starts, t_ends}, 256);
 }
 
 template void occupancy_march<float>(const OccupancyMarch<float>&, int64_t);

@@ -150,9 +150,9 @@ int cpu_simd_level() {
   int v = g_simd.load(std::memory_order_relaxed);
   if (v < 0) {
     v = cpu_max_simd_level();
+    // EYEFAST_CPU_SIMD: 0, 1 or 2 caps the level; anything else is ignored.
     if (const char* env = std::getenv("EYEFAST_CPU_SIMD")) {
-      const int cap = std::atoi(env);
-      if (cap >= 0 && cap < v) v = cap;
+      if (env[0] >= '0' && env[0] <= '2' && env[1] == '\0' && env[0] - '0' < v) v = env[0] - '0';
     }
     g_simd.store(v, std::memory_order_relaxed);
   }

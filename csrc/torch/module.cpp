@@ -41,7 +41,7 @@ PyObject* py_cpu_simd(PyObject*, PyObject* args) {
   if (level != Py_None) {
     const long v = PyLong_AsLong(level);
     if (v == -1 && PyErr_Occurred()) return nullptr;
-    eyefast::cpu::set_cpu_simd_level(static_cast<int>(v));
+    eyefast::cpu::set_cpu_simd_level(v < 0 ? 0 : (v > 2 ? 2 : static_cast<int>(v)));
   }
   return PyLong_FromLong(eyefast::cpu::cpu_simd_level());
 }

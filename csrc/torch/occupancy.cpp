@@ -1,5 +1,5 @@
 // torch.ops.eyefast.occupancy_sampling: on CUDA count pass, cumsum, fill pass; on the CPU one
-// march into per-chunk buffers, then a copy (cpu::OccupancyOnePass).
+// march that records each ray's runs of steps, then their expansion (cpu::OccupancyOnePass).
 #include "eyefast/occupancy.h"
 
 #include "utils.h"
@@ -49,7 +49,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
               " bytes, need ", (bits + 7) / 8);
   at::Tensor coarse = coarse_in.has_value() ? *coarse_in : at::Tensor();
   if (coarse.defined()) {
-    TORCH_CHECK_VALUE(block >= 1, "eyefast.", kOp, ": block must be >= 1, got ", block);
+    TORCH_CHECK_VALUE(block >= 1 && block <= INT32_MAX, "eyefast.", kOp, ": block must be in [1, 2^31 - 1], got ",
+                      block);
     const int64_t rc = (resolution + block - 1) / block;
     TORCH_CHECK(coarse.scalar_type() == at::kByte && coarse.dim() == 1 && coarse.is_contiguous() &&
                     coarse.device() == rays_o.device() && coarse.size(0) * 8 >= levels * rc * rc * rc,
@@ -83,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
                                nullptr,
                                check ? rec.get() : nullptr};
     if (!rays_o.is_cuda()) {
-      // CPU: one march into per-chunk buffers, then a copy (cpu::OccupancyOnePass).
+      // CPU: one march recording runs, then their expansion (cpu::OccupancyOnePass).
       cpu::OccupancyOnePass<scalar_t> one;
       const int64_t total = one.march(f, n);
       if (check) {

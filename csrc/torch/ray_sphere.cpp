@@ -1,6 +1,8 @@
 // torch.ops.eyefast.ray_sphere_intersect{,_backward}: CPU and CUDA implementations.
 #include "eyefast/ray_sphere.h"
 
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+
 #include "utils.h"
 
 namespace eyefast {
@@ -90,7 +92,8 @@ void forward_out(
   check_out(kOp, "index", index, at::kLong, {n}, n1.c_str(), origins, seen);
   seen.push_back({"index", &index});
   check_out(kOp, "normal", normal, dt, {n, 3}, n3.c_str(), origins, seen);
-  for (at::Tensor* t : {&t_near, &t_far, &index, &normal}) prepare_output(*t);  // poison (tests)
+  // The huge-page hint, and the poison under the tests (unwritten elements show up).
+  for (at::Tensor* t : {&t_near, &t_far, &index, &normal}) prepare_output(*t);
   run_forward(origins, dirs, centers, radii, check, t_near, t_far, index, normal);
 }
 
@@ -149,6 +152,10 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "Tensor? grad_t_near, Tensor? grad_t_far, Tensor? grad_normal) -> "
       "(Tensor grad_origins, Tensor grad_dirs, Tensor grad_centers, Tensor grad_radii)");
 }
+
+// The out= overload is not differentiable (as torch's own out= overloads): a backward through
+// it raises. (ops.py refuses it up front, and advances the buffers' version counters.)
+TORCH_LIBRARY_IMPL(eyefast, Autograd, m) { m.impl("ray_sphere_intersect.out", torch::autograd::autogradNotImplementedFallback()); }
 
 TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
   m.impl("ray_sphere_intersect", &forward);

@@ -1,6 +1,8 @@
 // torch.ops.eyefast.refract{,_backward}: CPU and CUDA implementations.
 #include "eyefast/refract.h"
 
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+
 #include "utils.h"
 
 namespace eyefast {
@@ -82,7 +84,8 @@ void forward_out(const at::Tensor& dirs, const at::Tensor& normals, const at::Te
   check_out(kOp, "reflectance", reflectance, dirs.scalar_type(), {n}, n1.c_str(), dirs, seen);
   seen.push_back({"reflectance", &reflectance});
   check_out(kOp, "tir", tir, at::kBool, {n}, n1.c_str(), dirs, seen);
-  for (at::Tensor* t : {&out, &reflectance, &tir}) prepare_output(*t);  // poison (tests)
+  // The huge-page hint, and the poison under the tests (unwritten elements show up).
+  for (at::Tensor* t : {&out, &reflectance, &tir}) prepare_output(*t);
   run_forward(dirs, normals, eta, stride, check, out, reflectance, tir);
 }
 
@@ -132,6 +135,10 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
       "refract_backward(Tensor dirs, Tensor normals, Tensor eta, Tensor? grad_out, Tensor? grad_reflectance) -> "
       "(Tensor grad_dirs, Tensor grad_normals, Tensor grad_eta)");
 }
+
+// The out= overload is not differentiable (as torch's own out= overloads): a backward through
+// it raises. (ops.py refuses it up front, and advances the buffers' version counters.)
+TORCH_LIBRARY_IMPL(eyefast, Autograd, m) { m.impl("refract.out", torch::autograd::autogradNotImplementedFallback()); }
 
 TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
   m.impl("refract", &forward);

@@ -3,7 +3,8 @@
  * Plain pointers, row-major contiguous arrays, float32. Every function returns EYEFAST_OK (0)
  * on success or a nonzero eyefast_status code; eyefast_last_error() then describes the problem
  * (thread-local, valid until the next call on the same thread). Data checks (non-finite values,
- * zero-length directions, radius <= 0, eta <= 0) are always on in this API.
+ * zero-length directions, radius <= 0, eta <= 0) are always on in this API. Output arrays must
+ * not overlap the inputs or each other (the CPU loops are vectorised on that assumption).
  *
  * CPU functions: link eyefast::cpu. CUDA twins (suffix _cuda): link eyefast::cuda; all pointers
  * are device pointers, `stream` is a cudaStream_t (NULL = default stream); they synchronise the

@@ -47,7 +47,11 @@ void for_each(int64_t n, const F& f, int64_t grain = kDefaultGrain) {
 // Vectorised loops.
 //
 // for_each_simd / for_each_checked run bodies written for SIMD: branch-free (selects, not
-// jumps), writing row i's outputs only, so that the compiler vectorises the loop over rows.
+// jumps), and rows independent: no two rows write the same element or read what another row
+// writes (a row may own a segment, as a ray's samples in volrend), and outputs do not overlap
+// inputs. EF_IVDEP states exactly that to the compiler, which then vectorises the row loop.
+// Bodies that only want the AVX2/AVX-512 code generation (a loop of their own per row) may use
+// for_each_simd as well.
 // On x86-64 with GCC or Clang each chunk runs in a copy of the loop compiled for AVX-512
 // (F, VL, BW, DQ; 256-bit vectors with mask registers) or AVX2 when the CPU has it, chosen at
 // run time (the library itself stays baseline x86-64); elsewhere, in the baseline loop. All

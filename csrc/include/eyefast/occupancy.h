@@ -1,5 +1,6 @@
 // eyefast/occupancy.h: ray marching through a multi-level occupancy bitfield (nerfacc 0.5
-// OccGridEstimator.sampling semantics), one thread per ray, count pass then fill pass.
+// OccGridEstimator.sampling semantics), one thread per ray: on CUDA a count pass then a fill
+// pass, on the CPU one march recording runs of steps (cpu::OccupancyOnePass).
 //
 // Contract (per ray i; o = rays_o[i], d = rays_d[i], t in units of d):
 //   Grid: L levels, each R^3 cells; level l covers level_aabbs[l] = (lo xyz, hi xyz), nested,
@@ -235,7 +236,8 @@ void occupancy_march(const OccupancyMarch<T>& f, int64_t n_rays);
 // steps, the ray's samples as up to kRuns runs of consecutive steps (t0 and [k_begin, k_end));
 // write() then expands the runs into the outputs with the march's own formulas (bitwise the
 // same samples) and marches again only the rays with more runs, or with cone-angle steps.
-// About half the marching of count + fill, with no sample buffers.
+// About half the marching of count + fill; the scratch is about 80 bytes a ray, no per-sample
+// buffers. Both passes run at the same SIMD level (launch.h); do not change it in between.
 template <typename T>
 class OccupancyOnePass {
  public:
@@ -252,6 +254,7 @@ class OccupancyOnePass {
  private:
   struct Impl;
   struct MarchRow;
+  struct WriteRow;
   Impl* impl_;
 };
 }  // namespace cpu

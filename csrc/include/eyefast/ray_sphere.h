@@ -64,7 +64,8 @@ struct RaySphereForward {
   T* normal;    // [N, 3]
   CheckRecord* check;  // nullable: no checks
 
-  int64_t n;          // rays; operator() runs rows [0, max(n, s)) so every sphere is checked
+  int64_t n;          // rays; the CUDA launcher runs operator() on rows [0, max(n, s)) so every
+                      // sphere is checked (the CPU launcher checks the spheres itself)
   // t of a miss: +inf. A field rather than a constant, so that the compiler cannot fold the
   // first sphere's `entry < best` into a select of masks, which GCC does not vectorise.
   T t_miss = ef_inf<T>();
@@ -128,8 +129,10 @@ struct RaySphereForward {
     // rounding even where float32 rounding of t moves p slightly off the surface.
     const bool surface = best_t0 >= T(0);  // a hit, and not from inside
     const vec3<T> pc = (o - best_c) + (surface ? best : T(0)) * d;
-    const T inv = surface ? T(1) / ef_sqrt(dot(pc, pc)) : T(0);
-    store3(normal + 3 * i, inv * pc);
+    const T inv = T(1) / ef_sqrt(dot(pc, pc));
+    // Selected per component: exactly +0 off the surface, even for non-finite rows (check=False).
+    store3(normal + 3 * i, vec3<T>{surface ? inv * pc.x : T(0), surface ? inv * pc.y : T(0),
+                                   surface ? inv * pc.z : T(0)});
     return flags;
   }
 

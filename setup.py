@@ -32,6 +32,7 @@ def extensions():
             sources=[os.path.relpath(s) for s in build.sources(with_cuda)],
             include_dirs=build.include_dirs(),
             extra_compile_args=build.compile_args(with_cuda),
+            extra_link_args=build.link_args(),
         )
     ]
 

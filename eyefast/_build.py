@@ -60,12 +60,32 @@ def compile_args(with_cuda: bool) -> dict:
     # (seen as a segfault in c10::str on a GCC 13 machine).
     # -ffp-contract=off: no FMA contraction on the host (FMA-capable targets contract by default),
     # so the rasteriser's depth keys round like its CUDA twin's explicitly rounded operations.
-    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+    # -fopenmp: torch's CPU builds parallelise with OpenMP; eyefast's CPU kernels then run on the same
+    # OpenMP threads through at::parallel_for (csrc/torch/module.cpp) instead of a pool of their own,
+    # which the OpenMP threads, spinning after each torch op, would fight for the cores.
+    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"] + openmp_flags()
     args = {"cxx": cxx + (["-DEYEFAST_WITH_CUDA"] if with_cuda else [])}
     if with_cuda:
         # No --use_fast_math: the kernels must match the float64 references to 1e-5.
         args["nvcc"] = ["-O3", "-std=c++17", "-DEYEFAST_WITH_CUDA", "-lineinfo"]
     return args
+
+
+def openmp_flags() -> list[str]:
+    """["-fopenmp"] where torch itself uses OpenMP (its Linux CPU wheels) and the compiler is GCC or
+    Clang; at run time the extension then shares torch's libgomp (same soname, already loaded).
+    EYEFAST_OPENMP=0 turns it off (the kernels then use eyefast's own thread pool)."""
+    import sys
+
+    import torch
+
+    if os.environ.get("EYEFAST_OPENMP", "1") == "0" or sys.platform != "linux":
+        return []
+    return ["-fopenmp"] if "OpenMP" in torch.__config__.parallel_info() else []
+
+
+def link_args() -> list[str]:
+    return openmp_flags()
 
 
 def cuda_arch_flags() -> None:

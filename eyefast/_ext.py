@@ -53,6 +53,7 @@ def _jit_build():
         extra_include_paths=_build.include_dirs(),
         extra_cflags=args["cxx"],
         extra_cuda_cflags=args.get("nvcc", []),
+        extra_ldflags=_build.link_args(),
         build_directory=build_dir,
         with_cuda=with_cuda,
         verbose=False,

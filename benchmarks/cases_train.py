@@ -1,7 +1,8 @@
 """Benchmark case ``train_step``: one full training step (sampling, fwd, bwd incl. the eikonal double
 backward, Adam) at the demo config, eyefast's kernels vs the PyTorch reference ops (config key
 ``ops_backend``). Both trainers start from the same seed and render the same fixed number of rays, so
-they march the same samples."""
+they march the same samples; the process's malloc is tuned as the trainer's CLI tunes it
+(eyefast/_malloc.py), for both."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ def _capture(preset: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _trainer(preset: str, backend: str, device: str):
-    from eyefast import config
+    from eyefast import _malloc, config
     from eyefast.train import Trainer
+
+    # The process as `python -m eyefast.train` sets it up (malloc keeps freed activations), for
+    # both backends alike: they are timed in this same process.
+    _malloc.tune()
 
     cfg = config.load(os.path.join(_capture(preset), "config.yaml"),
                       [f"device={device}", f"ops_backend={backend}", f"workspace={tempfile.mkdtemp()}",

@@ -135,3 +135,24 @@ def test_volrend_and_sampling_simd_are_bitwise_equal(simd_modes):
         outs = simd_modes(lambda: grid.sampling(o, dd, render_step_size=0.01, cone_angle=cone))
         for a, *others in zip(*outs):
             assert a.numel() > 0 and all(same(a, b) for b in others)
+
+
+def test_hash_grid_simd_is_bitwise_equal(simd_modes):
+    # The hash-grid level loops run in the AVX2 / AVX-512 copies too (not vectorised: scatters).
+    from eyefast.nn import HashGrid
+
+    torch.manual_seed(0)
+    enc = HashGrid(n_levels=8, n_features_per_level=2, log2_hashmap_size=12, interpolation="smoothstep")
+    x0 = torch.rand(3001, 3)
+
+    def run():
+        enc.zero_grad()
+        x = x0.clone().requires_grad_(True)
+        f = enc(x)
+        g, = torch.autograd.grad(f.pow(2).sum(), x, create_graph=True)
+        (g.pow(2).sum() + f.sum()).backward()
+        return f.detach(), g.detach(), x.grad, enc.params.grad.clone()
+
+    base, *others = simd_modes(run)
+    for other in others:
+        assert all(same(a, b) for a, b in zip(base, other))

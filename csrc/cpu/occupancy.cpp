@@ -102,30 +102,14 @@ int64_t OccupancyOnePass<T>::march(const OccupancyMarch<T>& f, int64_t n_rays) {
 template <typename T>
 struct OccupancyOnePass<T>::WriteRow {
   const Impl* im;
-  int64_t* ri;
-  T* ts;
-  T* te;
-  struct BoundedFill {
-    int64_t i, out, count;
-    int64_t* ri;
-    T* ts;
-    T* te;
-    void start(T) const {}
-    void operator()(int64_t n, int64_t, T a, T b) const {
-      if (n < count) {
-        ri[out + n] = i;
-        ts[out + n] = a;
-        te[out + n] = b;
-      }
-    }
-  };
+  OccupancyMarch<T> fill;  // im->f with the outputs and offsets set (the fill pass's form)
   void operator()(int64_t i) const {
     const Impl& m = *im;
     const int64_t out0 = m.offsets[i];
     const int nr = m.n_runs[i];
     if (nr < 0) {
-      BoundedFill sink{i, out0, m.f.counts[i], ri, ts, te};
-      m.f.march(i, sink);
+      typename OccupancyMarch<T>::FillSink sink{&fill, i, out0, m.f.counts[i]};
+      fill.march(i, sink);
       return;
     }
     int64_t out = out0;
@@ -135,9 +119,9 @@ struct OccupancyOnePass<T>::WriteRow {
     for (int r = 0; r < nr; ++r) {
       for (int64_t k = runs[2 * r]; k < runs[2 * r + 1]; ++k, ++out) {
         // The march's formulas: t_k = t0 + k step (t0 itself at k = 0).
-        ri[out] = i;
-        ts[out] = k == 0 ? t0 : t0 + static_cast<T>(k) * step;
-        te[out] = t0 + static_cast<T>(k + 1) * step;
+        fill.ray_indices[out] = i;
+        fill.t_starts[out] = k == 0 ? t0 : t0 + static_cast<T>(k) * step;
+        fill.t_ends[out] = t0 + static_cast<T>(k + 1) * step;
       }
     }
   }
@@ -145,7 +129,16 @@ struct OccupancyOnePass<T>::WriteRow {
 
 template <typename T>
 void OccupancyOnePass<T>::write(int64_t* ray_indices, T* t_starts, T* t_ends) const {
-  for_each_simd(impl_->n, WriteRow{impl_, ray_indices, t_starts, t_ends}, 256);
+  OccupancyMarch<T> fill = impl_->f;
+  fill.counts = nullptr;
+  fill.check = nullptr;
+  fill.offsets = impl_->offsets.get();
+  fill.ray_indices = ray_indices;
+  fill.t_starts = t_starts;
+  fill.t_ends = t_ends;
+  // The re-marched rays run at the same SIMD level as march(), so they give the same samples;
+  // the sink's limit (the ray's count) keeps a disagreement from writing past the ray anyway.
+  for_each_simd(impl_->n, WriteRow{impl_, fill}, 256);
 }
 
 template void occupancy_march<float>(const OccupancyMarch<float>&, int64_t);

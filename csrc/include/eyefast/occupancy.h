@@ -209,12 +209,13 @@ struct OccupancyMarch {
 
   // Count pass (counts set) or fill pass (offsets and the outputs set): the CUDA launcher's and
   // the two-pass form.
+  // Writes sample n of ray i at out + n (fill pass: offsets set), at most `limit` samples.
   struct FillSink {
     const OccupancyMarch* f;
-    int64_t i, out;
+    int64_t i, out, limit;
     EF_HD void start(T) const {}
     EF_HD void operator()(int64_t n, int64_t, T a, T b) const {
-      if (f->offsets) {
+      if (f->offsets && n < limit) {
         f->ray_indices[out + n] = i;
         f->t_starts[out + n] = a;
         f->t_ends[out + n] = b;
@@ -222,7 +223,7 @@ struct OccupancyMarch {
     }
   };
   EF_HD void operator()(int64_t i) const {
-    FillSink sink{this, i, offsets ? offsets[i] : 0};
+    FillSink sink{this, i, offsets ? offsets[i] : 0, INT64_MAX};
     const int64_t n = march(i, sink);
     if (counts) counts[i] = n;
   }

@@ -18,7 +18,7 @@ void occupancy_march(const OccupancyMarch<T>& f, int64_t n_rays) {
 template <typename T>
 struct OccupancyOnePass<T>::Impl {
   OccupancyMarch<T> f{};
-  int64_t n = 0, total = 0;
+  int64_t n = 0;
   // Uninitialised scratch (every entry a ray uses is written by march() first): no zeroing pass.
   std::unique_ptr<int64_t[]> offsets;  // [n] exclusive prefix sum of the counts
   std::unique_ptr<T[]> t0;             // [n]
@@ -93,7 +93,6 @@ int64_t OccupancyOnePass<T>::march(const OccupancyMarch<T>& f, int64_t n_rays) {
     im.offsets[static_cast<size_t>(i)] = total;
     total += f.counts[i];
   }
-  im.total = total;
   return total;
 }
 

@@ -2,7 +2,6 @@
 // built-in persistent thread pool (workers sleep on a condition variable between launches).
 #include <algorithm>
 #include <atomic>
-#include <string>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>

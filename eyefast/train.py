@@ -209,6 +209,10 @@ class Trainer:
         if fast:
             groups.append({"params": self.model.texture_parameters(), "lr": cfg.train.lr * TEXTURE_LR_SCALE})
         self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, eps=1e-15)
+        # What backward differentiates for: the optimised parameters only. Without `inputs` autograd
+        # would also compute the gradient of every leaf in the graph, e.g. the sample points that the
+        # normals were differentiated against (a Hessian term in the hash grid's double backward).
+        self._trained = [p for g in groups for p in g["params"]]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
         self.generator = torch.Generator().manual_seed(cfg.train.seed)
@@ -297,7 +301,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=self._trained)
         self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()
@@ -442,7 +446,8 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # only the material is in the graph: Adam leaves parameters with grad None untouched
+        # only the material is in the graph: Adam leaves parameters with grad None untouched
+        loss.backward(inputs=self._trained)
         self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()

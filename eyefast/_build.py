@@ -63,7 +63,10 @@ def compile_args(with_cuda: bool) -> dict:
     # -fopenmp: torch's CPU builds parallelise with OpenMP; eyefast's CPU kernels then run on the same
     # OpenMP threads through at::parallel_for (csrc/torch/module.cpp) instead of a pool of their own,
     # which the OpenMP threads, spinning after each torch op, would fight for the cores.
-    cxx = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"] + openmp_flags()
+    # -std=c++20 for the host compiler, as torch's own extension default: torch's autograd headers
+    # (custom autograd Functions in csrc/torch) use C++20 features. The torch-free core builds as C++17
+    # (CMakeLists.txt) and the CUDA launchers include no torch header.
+    cxx = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"] + openmp_flags()
     args = {"cxx": cxx + (["-DEYEFAST_WITH_CUDA"] if with_cuda else [])}
     if with_cuda:
         # No --use_fast_math: the kernels must match the float64 references to 1e-5.

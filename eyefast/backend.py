@@ -14,7 +14,7 @@ __all__ = ["Backend", "get"]
 
 
 class Backend:
-    """Methods: ``hash_encode``, ``sh_encode``, ``ray_sphere``, ``trace_eyes``, ``sampling``,
+    """Methods: ``hash_encode``, ``sh_encode``, ``softplus``, ``ray_sphere``, ``trace_eyes``, ``sampling``,
     ``weights_from_density``, ``accumulate``. ``name`` is ``"eyefast"`` or ``"reference"``."""
 
     name = "?"
@@ -23,6 +23,10 @@ class Backend:
         raise NotImplementedError
 
     def sh_encode(self, dirs, degree=4):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def softplus(self, z, beta):  # pragma: no cover - interface
+        """``torch.nn.functional.softplus(z, beta)`` (threshold 20), twice differentiable."""
         raise NotImplementedError
 
     def ray_sphere(self, origins, dirs, centers, radii):  # pragma: no cover - interface
@@ -62,6 +66,9 @@ class _Eyefast(Backend):
     def sh_encode(self, dirs, degree=4):
         return self._enn.sh_encode(dirs, degree)
 
+    def softplus(self, z, beta):
+        return self._enn.softplus(z, beta)
+
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._ops.ray_sphere_intersect(origins, dirs, centers, radii)
 
@@ -91,6 +98,9 @@ class _Reference(Backend):
 
     def sh_encode(self, dirs, degree=4):
         return self._sh.sh_encode(dirs, degree)
+
+    def softplus(self, z, beta):
+        return torch.nn.functional.softplus(z, beta)
 
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._eye.ray_sphere_intersect(origins, dirs, centers, radii)

@@ -70,7 +70,7 @@ class FaceSDF(nn.Module):
                         lin.weight[:, 3:].zero_()  # hash features start with no influence
             layers.append(weight_norm(lin))
         self.layers = nn.ModuleList(layers)
-        self.act = nn.Softplus(beta=100)
+        self.softplus_beta = 100.0  # the activation: ops.softplus (eyefast's fused kernel or torch's)
 
     def set_active_levels(self, k: int) -> None:
         self.grid.set_active_levels(k)
@@ -85,7 +85,7 @@ class FaceSDF(nn.Module):
         for i, lin in enumerate(self.layers):
             h = lin(h)
             if i < 2:
-                h = self.act(h)
+                h = self.ops.softplus(h, self.softplus_beta)
         return h[:, 0] * self.bound, h[:, 1:]
 
 

@@ -156,3 +156,20 @@ def test_hash_grid_simd_is_bitwise_equal(simd_modes):
     base, *others = simd_modes(run)
     for other in others:
         assert all(same(a, b) for a, b in zip(base, other))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_softplus_simd_is_bitwise_equal(simd_modes, dtype):
+    from eyefast.nn import softplus
+
+    gen = torch.Generator().manual_seed(7)
+    z = (0.1 * torch.randn(40011, generator=gen, dtype=torch.float64)).to(dtype)  # odd n: remainder loops
+    z[:4] = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.2], dtype=dtype)
+    g = torch.randn(z.shape, generator=gen, dtype=torch.float64).to(dtype)
+    ops_ = (lambda: [softplus(z, 100.0)],
+            lambda: [torch.ops.eyefast.softplus_backward(g, z, 100.0, 20.0)],
+            lambda: list(torch.ops.eyefast.softplus_double_backward(g, g, z, 100.0, 20.0, True, True)))
+    for fn in ops_:
+        base, *simd = simd_modes(fn)
+        for other in simd:
+            assert all(same(a, b) for a, b in zip(base, other))

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "eyefast/activation.h"
 #include "eyefast/c_api.h"
+#include "eyefast/fastmath.h"
 #include "eyefast/launch.h"
 #include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
@@ -164,9 +166,43 @@ void test_rasterize_c_api() {
          EYEFAST_ERROR_BAD_SIZE);
   EXPECT(std::strstr(eyefast_last_error(), "height") != nullptr);
 }
+// fastmath.h's float exp and log1p against libm in double, on a dense sweep of their domains; the
+// softplus launcher against the formula in double.
+void test_fastmath_and_softplus() {
+  double worst_exp = 0, worst_log1p = 0;
+  for (int k = 0; k <= 2000000; ++k) {
+    const float x = -87.0f + 175.0f * static_cast<float>(k) / 2000000.0f;  // the normal range of exp
+    const double e = std::exp(static_cast<double>(x));
+    worst_exp = std::fmax(worst_exp, std::fabs(eyefast::ef_exp(x) - e) / e);
+    const float u = static_cast<float>(k) / 2000000.0f;  // [0, 1]
+    if (u > 0) {
+      const double l = std::log1p(static_cast<double>(u));
+      worst_log1p = std::fmax(worst_log1p, std::fabs(eyefast::ef_log1p_unit(u) - l) / l);
+    }
+  }
+  EXPECT(worst_exp < 1e-7);
+  EXPECT(worst_log1p < 2e-7);
+  EXPECT(eyefast::ef_exp(-100.0f) == 0.0f && std::isinf(eyefast::ef_exp(100.0f)));
+  EXPECT(std::isnan(eyefast::ef_exp(NAN)));
+  EXPECT(eyefast::ef_log1p_unit(0.0f) == 0.0f);
+
+  const int64_t n = 100001;
+  std::vector<float> z(n), y(n, NAN);
+  for (int64_t i = 0; i < n; ++i) z[i] = -1.0f + 2.0f * static_cast<float>(i) / static_cast<float>(n - 1);
+  const eyefast::SoftplusParams<float> p{100.0f, 20.0f};
+  eyefast::cpu::softplus_forward(z.data(), n, p, y.data());
+  double worst = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = static_cast<double>(z[i] * 100.0f);
+    const double ref = t > 20.0 ? z[i] : std::log1p(std::exp(t)) / 100.0;
+    if (ref > 1e-30) worst = std::fmax(worst, std::fabs(y[i] - ref) / ref);
+  }
+  EXPECT(worst < 1e-6);
+}
 }  // namespace
 
 int main() {
+  test_fastmath_and_softplus();
   test_parallel_for_covers_range();
   test_accumulate_sums();
   test_ray_sphere_c_api();

@@ -1,6 +1,8 @@
-"""Neural-field building blocks on eyefast's kernels: hash-grid and spherical-harmonics encodings."""
+"""Neural-field building blocks on eyefast's kernels: hash-grid and spherical-harmonics encodings,
+and Softplus with fused first and second derivatives."""
 
+from .activation import Softplus, softplus
 from .hash_grid import HashGrid, hash_grid_encode, level_layout, level_scales
 from .sh import SHEncoding, sh_encode
 
-__all__ = ["HashGrid", "hash_grid_encode", "level_scales", "level_layout", "SHEncoding", "sh_encode"]
+__all__ = ["HashGrid", "hash_grid_encode", "level_scales", "level_layout", "SHEncoding", "sh_encode", "Softplus", "softplus"]

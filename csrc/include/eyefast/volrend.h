@@ -17,45 +17,12 @@
 //            c_j = g_T_j + g_w_j alpha_j (no division by 1 - alpha, so alpha = 1 is safe).
 #pragma once
 
-#include <string.h>
-
 #include "eyefast/common.h"
+#include "eyefast/fastmath.h"
 
 namespace eyefast {
 
-// exp of the weights. float: Cody-Waite reduction and a degree-6 polynomial (the Cephes
-// coefficients), branch-free so that CPU loops vectorise; the same formula on every target (nvcc
-// contracts some of it into FMAs, so CUDA may differ in the last bit). Max relative error 8e-8
-// (about 1.3 ulp) against exp in double; inputs below ln(2^-126) give 0 (expf would give
-// denormals), NaN stays NaN. double: exp.
-EF_HD float ef_bits_float(int32_t b) {
-#if defined(__CUDA_ARCH__)
-  return __int_as_float(b);
-#else
-  float f;
-  memcpy(&f, &b, sizeof f);
-  return f;
-#endif
-}
-EF_HD float ef_exp(float x) {
-  const float lo = -87.33654f, hi = 88.72283f;  // exp(lo) = 2^-126 (smallest normal); exp(hi) = FLT_MAX
-  const float xc = x < lo ? lo : (x > hi ? hi : x);
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
-  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;            // x - n ln 2
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n), n1 = ni >> 1, n2 = ni - n1;  // 2^n as two normal factors
-  float y = (p * ef_bits_float((n1 + 127) << 23)) * ef_bits_float((n2 + 127) << 23);
-  y = x < lo ? 0.0f : y;
-  y = x > hi ? INFINITY : y;
-  return x != x ? x : y;
-}
-EF_HD double ef_exp(double x) { return exp(x); }
+// ef_exp (fastmath.h): the exp of the weights.
 
 // Samples per block in the CPU form of the per-ray scans (see WeightFromDensityForward).
 constexpr int kScanBlock = 16;

@@ -1,0 +1,43 @@
+// CUDA launchers of activation.h: the same bodies as csrc/cpu/activation.cpp.
+#include "eyefast/activation.h"
+#include "eyefast/launch.h"
+#include "eyefast/launch_cuda.cuh"
+
+namespace eyefast {
+namespace cuda {
+
+template <typename T>
+int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream) {
+  return static_cast<int>(for_each_cuda(n, SoftplusForward<T>{z, p, y}, stream));
+}
+
+template <typename T>
+int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream) {
+  return static_cast<int>(for_each_cuda(n, SoftplusBackward<T>{g, z, p, out}, stream));
+}
+
+template <typename T>
+int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* g_g, T* g_z,
+                             void* stream) {
+  cudaError_t e = cudaSuccess;
+  if (g_g && g_z) {
+    e = for_each_cuda(n, SoftplusDoubleBackward<T, true, true>{gg, g, z, p, g_g, g_z}, stream);
+  } else if (g_g) {
+    e = for_each_cuda(n, SoftplusDoubleBackward<T, true, false>{gg, g, z, p, g_g, g_z}, stream);
+  } else if (g_z) {
+    e = for_each_cuda(n, SoftplusDoubleBackward<T, false, true>{gg, g, z, p, g_g, g_z}, stream);
+  }
+  return static_cast<int>(e);
+}
+
+#define EF_INSTANTIATE(T)                                                                                       \
+  template int softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*, void*);                            \
+  template int softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*, void*);                 \
+  template int softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*, \
+                                           void*);
+EF_INSTANTIATE(float)
+EF_INSTANTIATE(double)
+#undef EF_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace eyefast

@@ -1,0 +1,116 @@
+// eyefast/activation.h: Softplus (torch.nn.Softplus semantics) with its first and second
+// derivatives as single elementwise passes.
+//
+// Contract, elementwise, t = beta z:
+//   y   = z                                   if t > threshold
+//         (max(t, 0) + log1p(exp(-|t|))) / beta  otherwise (= log1p(exp(t)) / beta)
+//   dy/dz = s' = 1 if t > threshold, else s = sigmoid(t)
+//   backward:        grad_z = g s'
+//   double backward: (given gg = dL/dgrad_z)
+//     d/dg = gg s'
+//     d/dz = gg g beta s (1 - s)  if t < threshold, else 0      (torch's softplus_double_backward)
+// A training step's SDF MLP runs Softplus(beta = 100) forward twice (sample pruning, then with the
+// graph), backward once with create_graph (the normals) and then the second-order pass of the
+// eikonal and normal losses. torch spends one pass per forward and backward but seven on the
+// double backward (sigmoid, sigmoid_backward, comparisons, products); here each is one pass.
+// float uses fastmath.h's exp and log1p (relative error ~1e-7); double uses libm.
+#pragma once
+
+#include "eyefast/common.h"
+#include "eyefast/fastmath.h"
+
+namespace eyefast {
+
+template <typename T>
+struct SoftplusParams {
+  T beta;       // > 0
+  T threshold;  // t above it: the identity
+};
+
+// s = sigmoid(t) and 1 - s, both without cancellation; e = exp(-|t|).
+template <typename T>
+EF_HD void ef_sigmoid_pair(T t, T e, T& s, T& sc) {
+  const T r = T(1) / (T(1) + e);
+  const T er = e * r;
+  s = t >= T(0) ? r : er;
+  sc = t >= T(0) ? er : r;
+}
+
+template <typename T>
+struct SoftplusForward {
+  const T* z;
+  SoftplusParams<T> p;
+  T* y;
+  EF_HD void operator()(int64_t i) const {
+    const T zi = z[i];
+    const T t = zi * p.beta;
+    const T at = t >= T(0) ? t : -t;
+    const T e = ef_exp(-at);
+    const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
+    // NaN: t > threshold is false, v is NaN (|NaN| selects NaN through both branches).
+    y[i] = t > p.threshold ? zi : v;
+  }
+};
+
+template <typename T>
+struct SoftplusBackward {
+  const T* g;
+  const T* z;
+  SoftplusParams<T> p;
+  T* out;
+  EF_HD void operator()(int64_t i) const {
+    const T t = z[i] * p.beta;
+    const T at = t >= T(0) ? t : -t;
+    T s, sc;
+    ef_sigmoid_pair(t, ef_exp(-at), s, sc);
+    out[i] = g[i] * (t > p.threshold ? T(1) : s);
+  }
+};
+
+// kG / kZ: whether d/dg / d/dz is wanted (a null output otherwise).
+template <typename T, bool kG, bool kZ>
+struct SoftplusDoubleBackward {
+  const T* gg;
+  const T* g;
+  const T* z;
+  SoftplusParams<T> p;
+  T* g_g;  // [n] or null
+  T* g_z;  // [n] or null
+  EF_HD void operator()(int64_t i) const {
+    const T t = z[i] * p.beta;
+    const T at = t >= T(0) ? t : -t;
+    T s, sc;
+    ef_sigmoid_pair(t, ef_exp(-at), s, sc);
+    const T ggi = gg[i];
+    if (kG) g_g[i] = ggi * (t > p.threshold ? T(1) : s);
+    if (kZ) {
+      const T v = ((ggi * g[i]) * (s * sc)) * p.beta;
+      g_z[i] = t < p.threshold ? v : T(0);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------
+// Launchers (csrc/cpu/activation.cpp, csrc/cuda/activation.cu), T = float or double, n elements.
+// double_backward: g_g and/or g_z may be null (not computed).
+// ---------------------------------------------------------------------------------------
+namespace cpu {
+template <typename T>
+void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y);
+template <typename T>
+void softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out);
+template <typename T>
+void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* g_g, T* g_z);
+}  // namespace cpu
+
+namespace cuda {
+template <typename T>
+int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream);
+template <typename T>
+int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream);
+template <typename T>
+int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* g_g, T* g_z,
+                             void* stream);
+}  // namespace cuda
+
+}  // namespace eyefast

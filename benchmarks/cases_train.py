@@ -1,11 +1,26 @@
-"""Benchmark case ``train_step``: one full training step (sampling, fwd, bwd incl. the eikonal double
-backward, Adam) at the demo config, eyefast's kernels vs the PyTorch reference ops (config key
-``ops_backend``). Both trainers start from the same seed and render the same fixed number of rays, so
-they march the same samples; the process's malloc is tuned as the trainer's CLI tunes it
-(eyefast/_malloc.py), for both."""
+"""Benchmark cases ``train_step``: one full training step (sampling with pruning, fwd, bwd incl. the
+eikonal double backward, Adam) at the demo config, eyefast's kernels vs the PyTorch reference ops
+(config key ``ops_backend``).
+
+Both backends time the identical step: one state is prepared, loaded into an eyefast and a reference
+trainer, and restored (untimed) before every repetition, so every repetition of either backend
+marches and shades the same samples. (Timing consecutive steps instead times a different step each
+repetition: from the sphere initialisation the sample count per ray grows step after step.)
+
+* ``train_step``: the working point of a demo run. From the setup state below, 12 training steps
+  with the trainer's adaptive ray count (SPEC 4: rays per step such that a step has about
+  ``renderer.sample_batch_size`` = 65536 samples), then the 13th step is timed.
+* ``train_step+init``: the first step from the setup state with 1024 rays (about 40k samples, a
+  still-spherical SDF): less work per step, more of it fixed cost.
+
+Setup state: sharp density (beta 0.01; trained runs reach ~0.002), the occupancy grid built from it
+once, all hash levels active, no grid refresh inside the timing. The process's malloc is tuned as
+the trainer's CLI tunes it (eyefast/_malloc.py), for both backends.
+"""
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import tempfile
@@ -14,7 +29,8 @@ import torch
 
 from .common import Case
 
-N_RAYS = 1024
+N_RAYS_INIT = 1024
+WARM_STEPS = 12
 
 
 @functools.lru_cache(maxsize=None)
@@ -41,8 +57,6 @@ def _trainer(preset: str, backend: str, device: str):
                       [f"device={device}", f"ops_backend={backend}", f"workspace={tempfile.mkdtemp()}",
                        "train.warmup_steps=0", "train.mesh_render=false"])
     tr = Trainer(cfg, quiet=True)
-    # A steady state like a trained run's: sharp density (beta 0.01, trained runs reach ~0.002), the
-    # occupancy grid built from it once, all hash levels active, no grid refresh inside the timing.
     tr.step = 1 << 20
     assert not tr.in_stage2()
     with torch.no_grad():
@@ -52,16 +66,73 @@ def _trainer(preset: str, backend: str, device: str):
     return tr
 
 
-def _step(preset, backend, device):
-    tr = _trainer(preset, backend, device)
-    tr.n_rays = N_RAYS
-    return tr.train_step()
+def _snapshot(tr) -> dict:
+    return copy.deepcopy({"model": tr.model.state_dict(), "optimizer": tr.optimizer.state_dict(),
+                          "scheduler": tr.scheduler.state_dict(), "grid": tr.grid.state_dict(), "step": tr.step,
+                          "n_rays": tr.n_rays})
+
+
+def _restore(tr, s: dict) -> None:
+    tr.model.load_state_dict(s["model"])
+    tr.optimizer.load_state_dict(s["optimizer"])
+    tr.scheduler.load_state_dict(s["scheduler"])
+    tr.grid.load_state_dict(s["grid"])
+    tr.step, tr.n_rays = s["step"], s["n_rays"]
+
+
+@functools.lru_cache(maxsize=None)
+def _setup_state(preset: str, device: str) -> dict:
+    return _snapshot(_trainer(preset, "eyefast", device))  # before any step
+
+
+@functools.lru_cache(maxsize=None)
+def _state(preset: str, device: str, which: str) -> dict:
+    """The state a timed step starts from (prepared on the eyefast trainer from the setup state)."""
+    setup = _setup_state(preset, device)
+    tr = _trainer(preset, "eyefast", device)
+    _restore(tr, setup)
+    tr.n_rays = N_RAYS_INIT
+    if which == "steady":
+        for _ in range(WARM_STEPS):
+            tr.train_step()
+    return _snapshot(tr)
+
+
+def _case(preset: str, device: str, which: str, op: str, note: str) -> Case:
+    def setup(backend):
+        return lambda: _restore(_trainer(preset, backend, device), _state(preset, device, which))
+
+    def step(backend):
+        return lambda: _trainer(preset, backend, device).train_step()
+
+    info = {}
+
+    def samples():  # filled on first use (building the state trains WARM_STEPS steps)
+        tr = _trainer(preset, "eyefast", device)
+        _restore(tr, _state(preset, device, which))
+        info["n_rays"] = tr.n_rays
+        info["n_samples"] = tr.train_step()["n_samples"]
+
+    c = Case(op=op, n=0, device=device, eyefast=step("eyefast"), reference=step("reference"), bytes_moved=0,
+             note=note, info=info, eyefast_setup=setup("eyefast"), reference_setup=setup("reference"))
+    first = c.eyefast_setup
+
+    def setup_once():
+        if not info:
+            samples()
+            c.n = info["n_rays"]
+        first()
+
+    c.eyefast_setup = setup_once
+    return c
 
 
 def cases(device: str, quick: bool):
     preset = "tiny" if quick else "demo"
-    return [Case(op="train_step", n=N_RAYS, device=device,
-                 eyefast=lambda: _step(preset, "eyefast", device),
-                 reference=lambda: _step(preset, "reference", device),
-                 bytes_moved=0,
-                 note=f"{preset} config, {N_RAYS} rays, all levels active, fwd+bwd+Adam")]
+    return [
+        _case(preset, device, "steady", "train_step",
+              f"{preset} config, identical restored step after {WARM_STEPS} adaptive-ray steps (~sample_batch_size "
+              "samples), all levels active, fwd+bwd+Adam"),
+        _case(preset, device, "init", "train_step+init",
+              f"{preset} config, identical restored first step, {N_RAYS_INIT} rays, all levels active, fwd+bwd+Adam"),
+    ]

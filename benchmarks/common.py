@@ -30,6 +30,10 @@ class Case:
     # The reference may run on a subset (a slow reference at full size takes minutes): its time
     # is multiplied by this factor, and the note says so.
     reference_scale: float = 1.0
+    # Untimed calls before each timed call of eyefast / reference (e.g. restoring a trainer's state,
+    # so that every repetition times the identical work).
+    eyefast_setup: Optional[Callable[[], object]] = None
+    reference_setup: Optional[Callable[[], object]] = None
 
 
 def sync(device: str) -> None:
@@ -37,14 +41,21 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_fn(fn: Callable[[], object], device: str, *, min_time: float = 0.3, max_reps: int = 50, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds (CUDA: synchronised around each call)."""
+def time_fn(fn: Callable[[], object], device: str, *, min_time: float = 0.3, max_reps: int = 50, warmup: int = 2,
+            setup: Optional[Callable[[], object]] = None) -> float:
+    """Median wall time of fn() in milliseconds (CUDA: synchronised around each call); ``setup()``, when
+    given, runs untimed before every call."""
     for _ in range(warmup):
+        if setup is not None:
+            setup()
         fn()
     sync(device)
     times = []
     start = time.perf_counter()
     while len(times) < max_reps and (len(times) < 3 or time.perf_counter() - start < min_time):
+        if setup is not None:
+            setup()
+            sync(device)
         if device.startswith("cuda"):
             a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             a.record()

@@ -39,10 +39,11 @@ def collect(device: str, quick: bool, only: set[str] | None):
 def run(device: str, quick: bool, only: set[str] | None, skip_reference: bool = False):
     records = []
     for case in collect(device, quick, only):
-        ms = time_fn(case.eyefast, device)
+        ms = time_fn(case.eyefast, device, setup=case.eyefast_setup)
         ref_ms = None
         if case.reference is not None and not skip_reference:
-            ref_ms = time_fn(case.reference, device, min_time=0.0, max_reps=3, warmup=1) * case.reference_scale
+            ref_ms = time_fn(case.reference, device, min_time=0.0, max_reps=3, warmup=1,
+                             setup=case.reference_setup) * case.reference_scale
         ceiling = copy_gbps(case.bytes_moved, device) if case.bytes_moved else None
         rec = {
             "op": case.op,

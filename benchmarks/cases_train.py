@@ -73,10 +73,15 @@ def _snapshot(tr) -> dict:
 
 
 def _restore(tr, s: dict) -> None:
-    tr.model.load_state_dict(s["model"])
-    tr.optimizer.load_state_dict(s["optimizer"])
+    tr.model.load_state_dict(s["model"])  # copies into the parameters
+    # Adam's load_state_dict keeps the given tensors (no copy) when dtype and device match: a copy,
+    # or the timed steps would update the snapshot's moments in place.
+    tr.optimizer.load_state_dict(copy.deepcopy(s["optimizer"]))
     tr.scheduler.load_state_dict(s["scheduler"])
     tr.grid.load_state_dict(s["grid"])
+    # Loading bumps the grid's version, which invalidates eyefast's packed bitfield cache: repack it
+    # here, untimed (a training step between grid refreshes finds it packed).
+    tr.grid.bitfield, tr.grid.coarse_bitfield
     tr.step, tr.n_rays = s["step"], s["n_rays"]
 
 

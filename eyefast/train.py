@@ -301,7 +301,7 @@ class Trainer:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward(inputs=self._trained)
+        loss.backward(inputs=[p for p in self._trained if p.requires_grad])
         self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()
@@ -447,7 +447,7 @@ class Trainer:
             raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
         self.optimizer.zero_grad(set_to_none=True)
         # only the material is in the graph: Adam leaves parameters with grad None untouched
-        loss.backward(inputs=self._trained)
+        loss.backward(inputs=[p for p in self._trained if p.requires_grad])
         self._allreduce_grads()
         self._check_grads()
         self.optimizer.step()

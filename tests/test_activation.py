@@ -130,7 +130,28 @@ def test_errors_name_the_argument():
         softplus(torch.zeros(3, dtype=torch.int32), 1.0)
     with pytest.raises(ValueError, match="beta must be finite and > 0"):
         softplus(torch.zeros(3), 0.0)
+    with pytest.raises(ValueError, match="beta must be finite and > 0"):
+        softplus(torch.zeros(3), 1e-50)  # 0 in float32
     with pytest.raises(ValueError, match="z must have the shape of the first argument"):
         torch.ops.eyefast.softplus_backward(torch.zeros(3), torch.zeros(4), 1.0, 20.0)
     with pytest.raises(TypeError, match="z must have dtype"):
         torch.ops.eyefast.softplus_backward(torch.zeros(3), torch.zeros(3, dtype=torch.float64), 1.0, 20.0)
+
+
+def test_third_order_raises_instead_of_silent_zero():
+    z = _z(30, seed=8)[:-3].requires_grad_(True)
+    (g,) = torch.autograd.grad(softplus(z, 100.0).sum(), z, create_graph=True)
+    (gg,) = torch.autograd.grad((g ** 2).sum(), z, create_graph=True)
+    with pytest.raises(RuntimeError, match="softplus_double_backward is not differentiable"):
+        gg.sum().backward()
+
+
+def test_nan_propagates_through_the_second_derivative():
+    z = torch.tensor([float("nan"), 0.01, 0.5], dtype=torch.float64)
+    one = torch.ones(3, dtype=torch.float64)
+    _, g_z = torch.ops.eyefast.softplus_double_backward(one, one, z, 100.0, 20.0, True, True)
+    _, g_ref = torch.ops.eyefast.softplus_double_backward(one, torch.tensor([1.0, float("nan"), float("inf")],
+                                                                            dtype=torch.float64), z.nan_to_num(0.1),
+                                                          100.0, 20.0, True, True)
+    assert torch.isnan(g_z[0]) and torch.isfinite(g_z[1]) and g_z[2] == 0
+    assert torch.isnan(g_ref[1]) and torch.isnan(g_ref[2])  # inf * 0 past the threshold: NaN, as torch

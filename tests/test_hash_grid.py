@@ -152,6 +152,16 @@ def test_backward_computes_only_the_gradients_the_pass_uses():
     assert rec.calls == [("hash_grid_encode",), ("hash_grid_backward", True, True)]
 
 
+def test_third_order_raises_instead_of_silent_zero():
+    g = _grid(torch.float64, "smoothstep")
+    x = _x(20).requires_grad_(True)
+    t = g.params.detach().clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(hash_grid_encode(x, t, g.scales, smoothstep=True).sum(), x, create_graph=True)
+    (gt,) = torch.autograd.grad((gx ** 2).sum(), t, create_graph=True)
+    with pytest.raises(RuntimeError, match="hash_grid_double_backward is not differentiable"):
+        gt.sum().backward()
+
+
 def test_active_levels_and_clamping():
     g = _grid(torch.float64)
     x = torch.tensor([[-0.5, 0.3, 1.7], [0.0, 0.3, 1.0]], dtype=torch.float64, requires_grad=True)

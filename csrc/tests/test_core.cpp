@@ -170,10 +170,13 @@ void test_rasterize_c_api() {
 // softplus launcher against the formula in double.
 void test_fastmath_and_softplus() {
   double worst_exp = 0, worst_log1p = 0;
+  int nonpos_differs = 0;
   for (int k = 0; k <= 2000000; ++k) {
     const float x = -87.0f + 175.0f * static_cast<float>(k) / 2000000.0f;  // the normal range of exp
     const double e = std::exp(static_cast<double>(x));
     worst_exp = std::fmax(worst_exp, std::fabs(eyefast::ef_exp(x) - e) / e);
+    const float xn = -90.0f * static_cast<float>(k) / 2000000.0f;  // [-90, 0]: bitwise as ef_exp
+    nonpos_differs += eyefast::ef_exp_nonpos(xn) != eyefast::ef_exp(xn);
     const float u = static_cast<float>(k) / 2000000.0f;  // [0, 1]
     if (u > 0) {
       const double l = std::log1p(static_cast<double>(u));
@@ -181,6 +184,8 @@ void test_fastmath_and_softplus() {
     }
   }
   EXPECT(worst_exp < 1e-7);
+  EXPECT(nonpos_differs == 0);
+  EXPECT(std::isnan(eyefast::ef_exp_nonpos(NAN)) && eyefast::ef_exp_nonpos(-100.0f) == 0.0f);
   EXPECT(worst_log1p < 2e-7);
   EXPECT(eyefast::ef_exp(-100.0f) == 0.0f && std::isinf(eyefast::ef_exp(100.0f)));
   EXPECT(std::isnan(eyefast::ef_exp(NAN)));

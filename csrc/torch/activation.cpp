@@ -11,8 +11,12 @@ namespace eyefast {
 namespace torch_ext {
 namespace {
 
-void check_params(const char* op, double beta, double threshold) {
-  TORCH_CHECK_VALUE(std::isfinite(beta) && beta > 0.0, "eyefast.", op, ": beta must be finite and > 0, got ", beta);
+// beta as the kernels use it (float32 for float32 tensors) must be finite and > 0. (torch also
+// accepts beta <= 0; eyefast's kernels do not.)
+void check_params(const char* op, double beta, double threshold, at::ScalarType dtype) {
+  const double b = dtype == at::kFloat ? static_cast<double>(static_cast<float>(beta)) : beta;
+  TORCH_CHECK_VALUE(std::isfinite(b) && b > 0.0, "eyefast.", op, ": beta must be finite and > 0 (in ", dtype,
+                    "), got ", beta);
   TORCH_CHECK_VALUE(!std::isnan(threshold), "eyefast.", op, ": threshold must not be NaN");
 }
 
@@ -31,7 +35,7 @@ at::Tensor like(const char* op, const char* name, const at::Tensor& t, const at:
 at::Tensor softplus(const at::Tensor& z_in, double beta, double threshold) {
   constexpr const char* kOp = "softplus";
   check_float_dtype(kOp, "z", z_in);
-  check_params(kOp, beta, threshold);
+  check_params(kOp, beta, threshold, z_in.scalar_type());
   const at::Tensor z = z_in.contiguous();
   at::Tensor y = prepare_output(at::empty_like(z, at::MemoryFormat::Contiguous));
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eyefast_softplus", [&] {
@@ -52,7 +56,7 @@ at::Tensor softplus(const at::Tensor& z_in, double beta, double threshold) {
 at::Tensor softplus_backward(const at::Tensor& grad_in, const at::Tensor& z_in, double beta, double threshold) {
   constexpr const char* kOp = "softplus_backward";
   check_float_dtype(kOp, "grad", grad_in);
-  check_params(kOp, beta, threshold);
+  check_params(kOp, beta, threshold, grad_in.scalar_type());
   const at::Tensor g = grad_in.contiguous(), z = like(kOp, "z", z_in, grad_in);
   at::Tensor out = prepare_output(at::empty_like(z, at::MemoryFormat::Contiguous));
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "eyefast_softplus_bwd", [&] {
@@ -76,7 +80,7 @@ std::tuple<at::Tensor, at::Tensor> softplus_double_backward(const at::Tensor& gg
                                                             bool need_grad, bool need_z) {
   constexpr const char* kOp = "softplus_double_backward";
   check_float_dtype(kOp, "gg", gg_in);
-  check_params(kOp, beta, threshold);
+  check_params(kOp, beta, threshold, gg_in.scalar_type());
   const at::Tensor gg = gg_in.contiguous(), g = like(kOp, "grad", grad_in, gg_in), z = like(kOp, "z", z_in, gg_in);
   at::Tensor g_g = need_grad ? prepare_output(at::empty_like(z, at::MemoryFormat::Contiguous)) : at::empty({0}, z.options());
   at::Tensor g_z = need_z ? prepare_output(at::empty_like(z, at::MemoryFormat::Contiguous)) : at::empty({0}, z.options());
@@ -122,6 +126,30 @@ const auto& forward_op() {
                              .findSchemaOrThrow("eyefast::softplus", "")
                              .typed<at::Tensor(const at::Tensor&, double, double)>();
   return op;
+}
+
+// Not itself differentiable: recorded under create_graph, its backward raises instead of torch's
+// default (a warning, then gradients silently treated as zero).
+class SoftplusDoubleBackwardFn : public torch::autograd::Function<SoftplusDoubleBackwardFn> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& gg, const at::Tensor& grad, const at::Tensor& z,
+                               double beta, double threshold, bool need_grad, bool need_z) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto r = double_backward_op().call(gg, grad, z, beta, threshold, need_grad, need_z);
+    return {std::get<0>(r), std::get<1>(r)};
+  }
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false,
+                "eyefast.softplus_double_backward is not differentiable: softplus supports first and second "
+                "derivatives, not third");
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> softplus_double_backward_autograd(const at::Tensor& gg, const at::Tensor& grad,
+                                                                     const at::Tensor& z, double beta,
+                                                                     double threshold, bool need_grad, bool need_z) {
+  auto r = SoftplusDoubleBackwardFn::apply(gg, grad, z, beta, threshold, need_grad, need_z);
+  return {r[0], r[1]};
 }
 
 class SoftplusBackwardFn : public torch::autograd::Function<SoftplusBackwardFn> {
@@ -196,6 +224,7 @@ TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
 TORCH_LIBRARY_IMPL(eyefast, Autograd, m) {
   m.impl("softplus", &softplus_autograd);
   m.impl("softplus_backward", &softplus_backward_autograd);
+  m.impl("softplus_double_backward", &softplus_double_backward_autograd);
 }
 
 #ifdef EYEFAST_WITH_CUDA

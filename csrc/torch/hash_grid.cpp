@@ -258,6 +258,31 @@ class EncodeFn : public torch::autograd::Function<EncodeFn> {
   }
 };
 
+// The double backward is not itself differentiable: recorded under create_graph, its backward
+// raises instead of torch's default (a warning, then gradients silently treated as zero).
+class DoubleBackwardFn : public torch::autograd::Function<DoubleBackwardFn> {
+ public:
+  static variable_list forward(AutogradContext*, const at::Tensor& gg_x, const at::Tensor& grad_out,
+                               const at::Tensor& x, const at::Tensor& table, std::vector<double> scales,
+                               int64_t n_active, bool smoothstep, bool need_x, bool need_table) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto r = ops().double_backward.call(gg_x, grad_out, x, table, scales, n_active, smoothstep, need_x, need_table);
+    return {std::get<0>(r), std::get<1>(r), std::get<2>(r)};
+  }
+  static variable_list backward(AutogradContext*, variable_list) {
+    TORCH_CHECK(false,
+                "eyefast.hash_grid_double_backward is not differentiable: hash_grid_encode supports first and "
+                "second derivatives, not third");
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> double_backward_autograd(
+    const at::Tensor& gg_x, const at::Tensor& grad_out, const at::Tensor& x, const at::Tensor& table,
+    at::ArrayRef<double> scales, int64_t n_active, bool smoothstep, bool need_x, bool need_table) {
+  auto r = DoubleBackwardFn::apply(gg_x, grad_out, x, table, scales.vec(), n_active, smoothstep, need_x, need_table);
+  return {r[0], r[1], r[2]};
+}
+
 at::Tensor encode_autograd(const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales,
                            int64_t n_active, bool smoothstep) {
   return EncodeFn::apply(x, table, scales.vec(), n_active, smoothstep);
@@ -291,6 +316,7 @@ TORCH_LIBRARY_IMPL(eyefast, CPU, m) {
 TORCH_LIBRARY_IMPL(eyefast, Autograd, m) {
   m.impl("hash_grid_encode", &encode_autograd);
   m.impl("hash_grid_backward", &backward_autograd);
+  m.impl("hash_grid_double_backward", &double_backward_autograd);
 }
 
 #ifdef EYEFAST_WITH_CUDA

@@ -45,7 +45,7 @@ struct SoftplusForward {
     const T zi = z[i];
     const T t = zi * p.beta;
     const T at = t >= T(0) ? t : -t;
-    const T e = ef_exp(-at);
+    const T e = ef_exp_nonpos(-at);
     const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
     // NaN: t > threshold is false, v is NaN (|NaN| selects NaN through both branches).
     y[i] = t > p.threshold ? zi : v;
@@ -62,7 +62,7 @@ struct SoftplusBackward {
     const T t = z[i] * p.beta;
     const T at = t >= T(0) ? t : -t;
     T s, sc;
-    ef_sigmoid_pair(t, ef_exp(-at), s, sc);
+    ef_sigmoid_pair(t, ef_exp_nonpos(-at), s, sc);
     out[i] = g[i] * (t > p.threshold ? T(1) : s);
   }
 };
@@ -80,12 +80,12 @@ struct SoftplusDoubleBackward {
     const T t = z[i] * p.beta;
     const T at = t >= T(0) ? t : -t;
     T s, sc;
-    ef_sigmoid_pair(t, ef_exp(-at), s, sc);
+    ef_sigmoid_pair(t, ef_exp_nonpos(-at), s, sc);
     const T ggi = gg[i];
     if (kG) g_g[i] = ggi * (t > p.threshold ? T(1) : s);
     if (kZ) {
-      const T v = ((ggi * g[i]) * (s * sc)) * p.beta;
-      g_z[i] = t < p.threshold ? v : T(0);
+      // times the mask (not a select), as torch: NaN / inf in gg, g or z still give NaN
+      g_z[i] = (((ggi * g[i]) * (s * sc)) * p.beta) * T(t < p.threshold ? 1 : 0);
     }
   }
 };

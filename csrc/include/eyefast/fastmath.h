@@ -43,6 +43,26 @@ EF_HD float ef_exp(float x) {
 }
 EF_HD double ef_exp(double x) { return exp(x); }
 
+// exp(x) for x <= 0 (or NaN), as ef_exp but with one scale factor (2^n is normal for n >= -126)
+// and no overflow handling; bitwise equal to ef_exp there.
+EF_HD float ef_exp_nonpos(float x) {
+  const float lo = -87.33654f;
+  const float xc = x < lo ? lo : x;
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  float y = p * ef_bits_float((static_cast<int32_t>(n) + 127) << 23);
+  y = x < lo ? 0.0f : y;
+  return x != x ? x : y;
+}
+EF_HD double ef_exp_nonpos(double x) { return exp(x); }
+
 // log(1 + u) for u in [0, 1] (what softplus needs: u = exp(-|t|)); other u give garbage. The
 // Cephes logf polynomial for log(1 + x), x in [sqrt(1/2) - 1, sqrt(2) - 1], applied to x = u
 // (exact) below sqrt(2) - 1 and to x = (1 + u) / 2 - 1 = u / 2 - 1 / 2, plus ln 2, above. Max

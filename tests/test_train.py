@@ -256,3 +256,13 @@ def test_render_modes_and_volsdf_density(tiny, tmp_path):
     o = render_rays(tr.model, tr.grid, tr.ops, torch.tensor([[0.0, 0.0, 5.0]]), torch.tensor([[0.0, 0.0, 1.0]]),
                     fids[:1], tr.light, step=tr.step_size, train=True)
     assert o["n_samples"] == 0 and float(o["rgb"].abs().sum()) == 0.0
+
+
+def test_non_finite_gradient_is_named(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path), quiet=True)
+    tr.train_step()
+    tr._check_grads()  # a real step's gradients pass
+    name, p = next((n, p) for n, p in tr.model.named_parameters() if p.grad is not None)
+    p.grad.view(-1)[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
+        tr._check_grads()

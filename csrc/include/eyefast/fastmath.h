@@ -23,9 +23,9 @@ EF_HD float ef_bits_float(int32_t b) {
   return f;
 #endif
 }
-EF_HD float ef_exp(float x) {
-  const float lo = -87.33654f, hi = 88.72283f;  // exp(lo) = 2^-126 (smallest normal); exp(hi) = FLT_MAX
-  const float xc = x < lo ? lo : (x > hi ? hi : x);
+// exp(xc) = p * 2^n for a clamped argument xc: Cody-Waite reduction r = xc - n ln 2, then the
+// degree-6 polynomial p ~ exp(r).
+EF_HD float ef_exp_reduced(float xc, int32_t& n_out) {
   const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round(x / ln 2)
   const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;            // x - n ln 2
   float p = 1.9875691500e-4f;
@@ -34,8 +34,14 @@ EF_HD float ef_exp(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n), n1 = ni >> 1, n2 = ni - n1;  // 2^n as two normal factors
+  n_out = static_cast<int32_t>(n);
+  return p * r * r + r + 1.0f;
+}
+EF_HD float ef_exp(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;  // exp(lo) = 2^-126 (smallest normal); exp(hi) = FLT_MAX
+  int32_t ni;
+  const float p = ef_exp_reduced(x < lo ? lo : (x > hi ? hi : x), ni);
+  const int32_t n1 = ni >> 1, n2 = ni - n1;  // 2^n as two normal factors
   float y = (p * ef_bits_float((n1 + 127) << 23)) * ef_bits_float((n2 + 127) << 23);
   y = x < lo ? 0.0f : y;
   y = x > hi ? INFINITY : y;
@@ -47,17 +53,9 @@ EF_HD double ef_exp(double x) { return exp(x); }
 // and no overflow handling; bitwise equal to ef_exp there.
 EF_HD float ef_exp_nonpos(float x) {
   const float lo = -87.33654f;
-  const float xc = x < lo ? lo : x;
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  float y = p * ef_bits_float((static_cast<int32_t>(n) + 127) << 23);
+  int32_t ni;
+  const float p = ef_exp_reduced(x < lo ? lo : x, ni);
+  float y = p * ef_bits_float((ni + 127) << 23);
   y = x < lo ? 0.0f : y;
   return x != x ? x : y;
 }

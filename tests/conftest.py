@@ -67,3 +67,19 @@ def tiny_cfg(tiny, workspace, *extra):
     return config_mod.load(os.path.join(tiny, "config.yaml"),
                            ["device=cpu", f"workspace={workspace}", "train.val_freq=0", "train.vis_freq=0",
                             "train.save_freq=0", *extra])
+
+
+class OpCalls(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the calls of eyefast ops whose name starts with ``prefix`` as ``(name, *need_flags)``:
+    the values of their ``need_*`` arguments (which gradients a backward kernel computed)."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix, self.calls = prefix, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        if func.namespace == "eyefast" and name.startswith(self.prefix):
+            flags = tuple(bool(a) for a, arg in zip(args, func._schema.arguments) if arg.name.startswith("need_"))
+            self.calls.append((name,) + flags)
+        return func(*args, **(kwargs or {}))

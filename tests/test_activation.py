@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from eyefast.nn import Softplus, softplus
-from conftest import DEVICES, rel_err
+from conftest import DEVICES, OpCalls, rel_err
 
 
 def _z(n, dtype=torch.float64, device="cpu", seed=0, scale=0.05):
@@ -101,25 +101,13 @@ def test_shapes_strides_and_module():
     torch.testing.assert_close(m(z), F.softplus(z, 100.0), rtol=1e-6, atol=1e-30)
 
 
-class _Calls(torch.utils._python_dispatch.TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.__name__.split(".")[0]
-        if name.startswith("softplus"):
-            self.calls.append((name,) + tuple(a for a in args if isinstance(a, bool)))
-        return func(*args, **(kwargs or {}))
-
-
 def test_backward_computes_only_what_the_pass_uses():
     z = _z(100, seed=6)[:-3].requires_grad_(True)
     lin = torch.nn.Linear(1, 1).double()
     h = lin(z[:, None])[:, 0]
     (g,) = torch.autograd.grad(softplus(h, 100.0).sum(), h, create_graph=True)
     loss = (g ** 2).sum()
-    with _Calls() as rec:
+    with OpCalls("softplus") as rec:
         loss.backward(inputs=[lin.weight])  # d/dgrad is not needed (the grad_output was a constant)
     assert rec.calls == [("softplus_double_backward", False, True)]
     assert lin.weight.grad is not None and z.grad is None

@@ -6,6 +6,7 @@ import torch
 from eyefast.nn import HashGrid, SHEncoding, hash_grid_encode, level_layout, level_scales, sh_encode
 from eyefast.reference import hash_grid as R
 from eyefast.reference.sh import sh_encode as sh_ref
+from conftest import OpCalls
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu"] + (["cuda"] if CUDA else [])
@@ -107,22 +108,6 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.eyefast.sh_encode, (_x(10).requires_grad_(True), 4))
 
 
-class _KernelCalls(torch.utils._python_dispatch.TorchDispatchMode):
-    """Records the hash-grid kernel calls and their need_x / need_table flags."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.__name__.split(".")[0]
-        if name in ("hash_grid_backward", "hash_grid_double_backward"):
-            self.calls.append((name, bool(args[-2]), bool(args[-1])))
-        elif name == "hash_grid_encode":
-            self.calls.append((name,))
-        return func(*args, **(kwargs or {}))
-
-
 def test_backward_computes_only_the_gradients_the_pass_uses():
     # The autograd nodes ask the running backward pass which inputs it needs (C++ needs_input_grad):
     # the eikonal pattern must not scatter a table gradient in autograd.grad(..., x), nor compute
@@ -131,12 +116,12 @@ def test_backward_computes_only_the_gradients_the_pass_uses():
     x = _x(300).requires_grad_(True)
     t = g.params.detach().clone().requires_grad_(True)
     w = torch.randn(300, g.n_output_dims, dtype=torch.float64)
-    with _KernelCalls() as rec:
+    with OpCalls("hash_grid") as rec:
         (gx,) = torch.autograd.grad((hash_grid_encode(x, t, g.scales, smoothstep=True) * w).sum(), x,
                                     create_graph=True)
     assert rec.calls == [("hash_grid_encode",), ("hash_grid_backward", True, False)]
     loss = (gx ** 2).sum()
-    with _KernelCalls() as rec:
+    with OpCalls("hash_grid") as rec:
         loss.backward(inputs=[t])
     assert rec.calls == [("hash_grid_double_backward", False, True)]
     assert x.grad is None and t.grad.abs().sum() > 0
@@ -147,7 +132,7 @@ def test_backward_computes_only_the_gradients_the_pass_uses():
     (ref,) = torch.autograd.grad((gx2 ** 2).sum(), t2)
     torch.testing.assert_close(t.grad, ref, rtol=1e-9, atol=1e-9)
     # plain backward: the leaf x wants its gradient too
-    with _KernelCalls() as rec:
+    with OpCalls("hash_grid") as rec:
         hash_grid_encode(x, t, g.scales, smoothstep=True).sum().backward()
     assert rec.calls == [("hash_grid_encode",), ("hash_grid_backward", True, True)]
 

@@ -14,7 +14,7 @@ __all__ = ["Backend", "get"]
 
 
 class Backend:
-    """Methods: ``hash_encode``, ``sh_encode``, ``softplus``, ``ray_sphere``, ``trace_eyes``, ``sampling``,
+    """Methods: ``hash_encode``, ``sh_encode``, ``softplus``, ``sdf_network``, ``ray_sphere``, ``trace_eyes``, ``sampling``,
     ``weights_from_density``, ``accumulate``. ``name`` is ``"eyefast"`` or ``"reference"``."""
 
     name = "?"
@@ -27,6 +27,11 @@ class Backend:
 
     def softplus(self, z, beta):  # pragma: no cover - interface
         """``torch.nn.functional.softplus(z, beta)`` (threshold 20), twice differentiable."""
+        raise NotImplementedError
+
+    def sdf_network(self, x, table, scales, n_active, smoothstep, weights, biases, beta, include_x=True,
+                    need_grad=True):  # pragma: no cover - interface
+        """``(out, grad)`` of :func:`eyefast.nn.sdf_network` (hash grid + Softplus MLP + d out_0 / dx)."""
         raise NotImplementedError
 
     def ray_sphere(self, origins, dirs, centers, radii):  # pragma: no cover - interface
@@ -69,6 +74,11 @@ class _Eyefast(Backend):
     def softplus(self, z, beta):
         return self._enn.softplus(z, beta)
 
+    def sdf_network(self, x, table, scales, n_active, smoothstep, weights, biases, beta, include_x=True,
+                    need_grad=True):
+        return self._enn.sdf_network(x, table, scales, n_active, smoothstep, weights, biases, beta, include_x,
+                                     need_grad)
+
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._ops.ray_sphere_intersect(origins, dirs, centers, radii)
 
@@ -89,9 +99,10 @@ class _Reference(Backend):
     name = "reference"
 
     def __init__(self):
-        from .reference import eye, hash_grid, occupancy, sh, volrend
+        from .reference import eye, hash_grid, occupancy, sdf_network, sh, volrend
 
         self._eye, self._hg, self._occ, self._sh, self._vr = eye, hash_grid, occupancy, sh, volrend
+        self._sdf = sdf_network
 
     def hash_encode(self, x, table, scales, n_active, smoothstep):
         return self._hg.hash_grid_encode(x, table, scales, n_active, smoothstep)
@@ -101,6 +112,11 @@ class _Reference(Backend):
 
     def softplus(self, z, beta):
         return torch.nn.functional.softplus(z, beta)
+
+    def sdf_network(self, x, table, scales, n_active, smoothstep, weights, biases, beta, include_x=True,
+                    need_grad=True):
+        return self._sdf.sdf_network(x, table, scales, n_active, smoothstep, weights, biases, beta, include_x,
+                                     need_grad)
 
     def ray_sphere(self, origins, dirs, centers, radii):
         return self._eye.ray_sphere_intersect(origins, dirs, centers, radii)

@@ -75,18 +75,24 @@ class FaceSDF(nn.Module):
     def set_active_levels(self, k: int) -> None:
         self.grid.set_active_levels(k)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _network(self, x: torch.Tensor, need_grad: bool):
+        # the MLP's input is [x / bound | encoding((x / bound + 1) / 2)] = [2 xn - 1 | encoding(xn)]
         xn = ((x / self.bound + 1.0) * 0.5).contiguous()
         g = self.grid
-        return self.ops.hash_encode(xn, g.params, g.scales, g.n_active_levels, True)
+        return self.ops.sdf_network(xn, g.params, g.scales, g.n_active_levels, True,
+                                    [lin.weight for lin in self.layers], [lin.bias for lin in self.layers],
+                                    self.softplus_beta, True, need_grad)
 
     def forward(self, x: torch.Tensor):
-        h = torch.cat([x / self.bound, self.encode(x)], -1)
-        for i, lin in enumerate(self.layers):
-            h = lin(h)
-            if i < 2:
-                h = self.ops.softplus(h, self.softplus_beta)
+        h, _ = self._network(x, False)
         return h[:, 0] * self.bound, h[:, 1:]
+
+    def forward_with_gradient(self, x: torch.Tensor):
+        """``(sdf [N], feature [N, G], d sdf / dx [N, 3])``; the gradient is differentiable (once)
+        while grad mode is on."""
+        h, g = self._network(x, True)
+        # sdf = bound * out_0 and xn = (x / bound + 1) / 2: d sdf / dx = (d out_0 / d xn) / 2
+        return h[:, 0] * self.bound, h[:, 1:], g * 0.5
 
 
 class Material(nn.Module):
@@ -313,14 +319,10 @@ class HeadModel(nn.Module):
     def face_with_gradient(self, x: torch.Tensor, create_graph: bool):
         """Face ``(sdf [N], feature [N, G], gradient [N, 3])``; the gradient stays in the graph
         (for the eikonal and normal losses) when ``create_graph``."""
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            sdf, feat = self.sdf(x)
-            (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=create_graph)
-        if not create_graph:
-            sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
-        return sdf, feat, grad
+        if create_graph:
+            return self.sdf.forward_with_gradient(x)
+        with torch.no_grad():
+            return self.sdf.forward_with_gradient(x)
 
     def scene_normal(self, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
         """Unit normal of the scene SDF at ``x`` (the nearest object's)."""

@@ -16,6 +16,11 @@ void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y) {
 }
 
 template <typename T>
+void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d) {
+  for_each_simd(n, SoftplusForwardDeriv<T>{z, p, y, d}, kActivationGrain);
+}
+
+template <typename T>
 void softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out) {
   for_each_simd(n, SoftplusBackward<T>{g, z, p, out}, kActivationGrain);
 }
@@ -33,6 +38,7 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 
 #define EF_INSTANTIATE(T)                                                                                    \
   template void softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*);                               \
+  template void softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*);                     \
   template void softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*);                    \
   template void softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*);
 EF_INSTANTIATE(float)

@@ -284,11 +284,61 @@ void hash_grid_double_backward(const T* x, int64_t n, const T* table, const Hash
   });
 }
 
+template <typename T>
+void hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
+                                bool include_x, T* jac) {
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
+      hash_grid_dispatch_flag(jac != nullptr, [&](auto nj) {
+        run_tiled(n,
+                  HashGridForwardJacobian<T, decltype(fs)::value, decltype(sm)::value, decltype(nj)::value>{
+                      x, table, L, u, stride, include_x, jac},
+                  L.n_levels);
+      });
+    });
+  });
+}
+
+template <typename T>
+void hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
+                          int64_t stride, T* g_table) {
+  if (!g_enc && !gg) {
+    std::memset(g_table, 0, sizeof(T) * static_cast<size_t>(L.n_levels) * L.table_size * L.n_features);
+    return;
+  }
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
+      hash_grid_dispatch_flag(g_enc != nullptr, [&](auto nw) {
+        hash_grid_dispatch_flag(gg != nullptr, [&](auto nd) {
+          using Body = HashGridTableGrad<T, decltype(fs)::value, decltype(sm)::value, decltype(nw)::value,
+                                         decltype(nd)::value>;
+          run_scatter(n, Body{x, L, g_enc, gg, gu, stride, g_table}, &Body::g_table, L.n_active);
+        });
+      });
+    });
+  });
+}
+
+template <typename T>
+void hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
+                              T* out) {
+  if (transpose) {
+    for_each(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out}, 4096);
+  } else {
+    for_each(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out}, 4096);
+  }
+}
+
 #define EF_INSTANTIATE(T)                                                                                          \
   template void hash_grid_forward<T>(const T*, int64_t, const T*, const HashGridLayout&, T*);                      \
   template void hash_grid_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, T*, T*);       \
   template void hash_grid_double_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, const T*, \
-                                             T*, T*, T*);
+                                             T*, T*, T*);                                                          \
+  template void hash_grid_forward_jacobian<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, int64_t, bool, \
+                                              T*);                                                                 \
+  template void hash_grid_table_grad<T>(const T*, int64_t, const HashGridLayout&, const T*, const T*, const T*,      \
+                                        int64_t, T*);                                                              \
+  template void hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, T*);
 EF_INSTANTIATE(float)
 EF_INSTANTIATE(double)
 #undef EF_INSTANTIATE

@@ -12,6 +12,11 @@ int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* str
 }
 
 template <typename T>
+int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d, void* stream) {
+  return static_cast<int>(for_each_cuda(n, SoftplusForwardDeriv<T>{z, p, y, d}, stream));
+}
+
+template <typename T>
 int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream) {
   return static_cast<int>(for_each_cuda(n, SoftplusBackward<T>{g, z, p, out}, stream));
 }
@@ -32,6 +37,7 @@ int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, Sof
 
 #define EF_INSTANTIATE(T)                                                                                       \
   template int softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*, void*);                            \
+  template int softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*, void*);                 \
   template int softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*, void*);                 \
   template int softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*, \
                                            void*);

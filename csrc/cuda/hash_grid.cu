@@ -50,11 +50,46 @@ int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashG
   return static_cast<int>(e);
 }
 
+template <typename T>
+int hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
+                               bool include_x, T* jac, void* stream) {
+  cudaError_t e = cudaSuccess;
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridForwardJacobian<T, decltype(fs)::value>{x, table, L, u, stride, include_x, jac},
+                      stream);
+  });
+  return static_cast<int>(e);
+}
+
+template <typename T>
+int hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
+                         int64_t stride, T* g_table, void* stream) {
+  cudaError_t e = zero_table(g_table, L, stream);
+  if (e != cudaSuccess || (!g_enc && !gg)) return static_cast<int>(e);
+  hash_grid_dispatch_features(L.n_features, [&](auto fs) {
+    e = for_each_cuda(n, HashGridTableGrad<T, decltype(fs)::value>{x, L, g_enc, gg, gu, stride, g_table}, stream);
+  });
+  return static_cast<int>(e);
+}
+
+template <typename T>
+int hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
+                             T* out, void* stream) {
+  const cudaError_t e = transpose ? for_each_cuda(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out}, stream)
+                                  : for_each_cuda(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out}, stream);
+  return static_cast<int>(e);
+}
+
 #define EF_INSTANTIATE(T)                                                                                           \
   template int hash_grid_forward<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, void*);                 \
   template int hash_grid_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, T*, T*, void*);  \
   template int hash_grid_double_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, const T*, \
-                                            T*, T*, T*, void*);
+                                            T*, T*, T*, void*);                                             \
+  template int hash_grid_forward_jacobian<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, int64_t, bool, \
+                                             T*, void*);                                                          \
+  template int hash_grid_table_grad<T>(const T*, int64_t, const HashGridLayout&, const T*, const T*, const T*,      \
+                                       int64_t, T*, void*);                                                       \
+  template int hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, T*, void*);
 EF_INSTANTIATE(float)
 EF_INSTANTIATE(double)
 #undef EF_INSTANTIATE

@@ -7,13 +7,13 @@
 #include <cstring>
 #include <vector>
 
+#include "hash_grid_layout.h"
 #include "utils.h"
 
 namespace eyefast {
 namespace torch_ext {
-namespace {
 
-HashGridLayout make_layout(const char* op, const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales,
+HashGridLayout hash_grid_make_layout(const char* op, const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales,
                            int64_t n_active, bool smoothstep) {
   check_float_dtype(op, "x", x);
   check_arg(op, "x", x, {-1, 3}, "[N, 3]");
@@ -43,6 +43,13 @@ HashGridLayout make_layout(const char* op, const at::Tensor& x, const at::Tensor
   }
   hash_grid_finish_layout(lay);
   return lay;
+}
+
+namespace {
+
+HashGridLayout make_layout(const char* op, const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales,
+                           int64_t n_active, bool smoothstep) {
+  return hash_grid_make_layout(op, x, table, scales, n_active, smoothstep);
 }
 
 at::Tensor encode(const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales, int64_t n_active,

@@ -52,6 +52,27 @@ struct SoftplusForward {
   }
 };
 
+// Forward and derivative in one pass (a fused network keeps s' for its gradient pass):
+//   y = softplus(z), d = s' (1 beyond the threshold, else sigmoid(t)).
+template <typename T>
+struct SoftplusForwardDeriv {
+  const T* z;
+  SoftplusParams<T> p;
+  T* y;
+  T* d;
+  EF_HD void operator()(int64_t i) const {
+    const T zi = z[i];
+    const T t = zi * p.beta;
+    const T at = t >= T(0) ? t : -t;
+    const T e = ef_exp_nonpos(-at);
+    const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
+    T s, sc;
+    ef_sigmoid_pair(t, e, s, sc);
+    y[i] = t > p.threshold ? zi : v;
+    d[i] = t > p.threshold ? T(1) : s;
+  }
+};
+
 template <typename T>
 struct SoftplusBackward {
   const T* g;
@@ -98,6 +119,8 @@ namespace cpu {
 template <typename T>
 void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y);
 template <typename T>
+void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d);
+template <typename T>
 void softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out);
 template <typename T>
 void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* g_g, T* g_z);
@@ -106,6 +129,8 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 namespace cuda {
 template <typename T>
 int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream);
+template <typename T>
+int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d, void* stream);
 template <typename T>
 int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream);
 template <typename T>

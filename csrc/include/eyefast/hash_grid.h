@@ -481,6 +481,195 @@ struct HashGridDoubleBackward {
   }
 };
 
+// ---- the encoding inside a fused network (csrc/torch/sdf_network.cpp) ------------------------
+// The network's input row u_i = [2 x_i - 1 (3 columns, when include_x) | encoding (L*F columns)]
+// is written in place (row stride `stride`), and with it, when `jac` is given, the encoding's
+// Jacobian J_i = d encoding / d x [L*F, 3] (row-major per point: jac[(i * L*F + j) * 3 + k]).
+// The network's x-gradient then needs no second pass over the table: grad_x = J^T g (+ 2 g_x).
+template <typename T, int FS = 0, int kSmooth = -1, int kJ = -1>
+struct HashGridForwardJacobian {
+  const T* x;      // [N, 3]
+  const T* table;  // [L, T, F]
+  HashGridLayout L;
+  T* u;            // [N, stride]: columns 0..2 the raw input (include_x), then the encoding
+  int64_t stride;
+  bool include_x;
+  T* jac;          // [N, L*F, 3] or null
+
+  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE const T* read_table() const { return table; }
+  EF_HG_INLINE T* update_table() const { return nullptr; }
+  EF_HG_INLINE T* enc_row(int64_t i) const { return u + i * stride + (include_x ? 3 : 0); }
+  EF_HG_INLINE void begin(int64_t i) const {
+    if (include_x) {
+      for (int k = 0; k < 3; ++k) u[i * stride + k] = T(2) * x[3 * i + k] - T(1);
+    }
+  }
+  EF_HG_INLINE void zero(int64_t i, int l) const {
+    const int F = features();
+    T* o = enc_row(i) + l * F;
+    for (int f = 0; f < F; ++f) o[f] = T(0);
+    if (hash_grid_flag(kJ, jac != nullptr)) {
+      T* jr = jac + (i * static_cast<int64_t>(L.n_levels) * F + l * F) * 3;
+      for (int f = 0; f < 3 * F; ++f) jr[f] = T(0);
+    }
+  }
+  template <int kDense, int kAtomic = -1>  // kAtomic: unused (no scatter)
+  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
+    const int F = features();
+    const bool want_j = hash_grid_flag(kJ, jac != nullptr);
+    HashGridPoint<T> q;
+    hash_grid_point<T, kJ == 0 ? 0 : 1>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
+    uint32_t row[8];
+    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
+    T wxy[4];
+    for (int j = 0; j < 4; ++j) wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
+    T acc[kHashGridMaxFeatures];
+    T tv[kHashGridMaxFeatures][8];
+    for (int f = 0; f < F; ++f) acc[f] = T(0);
+    const T* tl = table + lv.off;
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) {
+      const T w = wxy[c & 3] * q.a[2][c >> 2];
+      const T* r = tl + static_cast<int64_t>(row[c]) * F;
+      EF_HG_UNROLL
+      for (int f = 0; f < F; ++f) {
+        const T v = r[f];
+        acc[f] += w * v;
+        tv[f][c] = v;
+      }
+    }
+    T* o = enc_row(i) + l * F;
+    for (int f = 0; f < F; ++f) o[f] = acc[f];
+    if (want_j) {
+      T* jr = jac + (i * static_cast<int64_t>(L.n_levels) * F + l * F) * 3;
+      for (int f = 0; f < F; ++f) hash_grid_corner_grad(q, tv[f], jr + 3 * f);
+    }
+  }
+  EF_HD void operator()(int64_t i) const {
+    begin(i);
+    for (int l = 0; l < L.n_levels; ++l) {
+      if (l < L.n_active) {
+        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
+      } else {
+        zero(i, l);
+      }
+    }
+  }
+};
+
+// The table gradient of a fused network in one scatter, both terms at once:
+//   g_table[c, f] += w_c g_enc[l, f]                  (the encoding's own gradient; g_enc may be null)
+//                  + (gg . dw_c/dx) gu[l, f]          (through the x-gradient J^T gu; gg may be null)
+// g_enc and gu are rows of stride `stride` (the encoding columns of the network's input).
+template <typename T, int FS = 0, int kSmooth = -1, int kW = -1, int kD = -1>
+struct HashGridTableGrad {
+  const T* x;
+  HashGridLayout L;
+  const T* g_enc;  // [N, stride] (encoding columns) or null
+  const T* gg;     // [N, 3] or null
+  const T* gu;     // [N, stride] (encoding columns); read when gg is given
+  int64_t stride;
+  T* g_table;      // [L, T, F]
+  bool atomic = true;
+
+  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
+  EF_HG_INLINE const T* read_table() const { return nullptr; }
+  EF_HG_INLINE T* update_table() const { return g_table; }
+  EF_HG_INLINE void begin(int64_t) const {}
+  EF_HG_INLINE void zero(int64_t, int) const {}
+  template <int kDense, int kAtomic = -1>
+  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
+    T* const gt = g_table;
+    const bool atom = hash_grid_flag(kAtomic, atomic);
+    const bool want_w = hash_grid_flag(kW, g_enc != nullptr), want_d = hash_grid_flag(kD, gg != nullptr);
+    const int F = features();
+    T ge[kHashGridMaxFeatures], gd[kHashGridMaxFeatures];
+    for (int f = 0; f < F; ++f) {
+      ge[f] = want_w ? g_enc[i * stride + l * F + f] : T(0);
+      gd[f] = want_d ? gu[i * stride + l * F + f] : T(0);
+    }
+    T g3[3] = {T(0), T(0), T(0)};
+    if (want_d) {
+      g3[0] = gg[3 * i];
+      g3[1] = gg[3 * i + 1];
+      g3[2] = gg[3 * i + 2];
+    }
+    HashGridPoint<T> q;
+    hash_grid_point<T, kD == 0 ? 0 : 1>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
+    uint32_t row[8];
+    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
+    T wxy[4], dx[4], dy[4];
+    for (int j = 0; j < 4; ++j) {
+      wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
+      if (want_d) {
+        dx[j] = q.da[0][j & 1] * q.a[1][j >> 1];
+        dy[j] = q.a[0][j & 1] * q.da[1][j >> 1];
+      }
+    }
+    EF_HG_UNROLL
+    for (int c = 0; c < 8; ++c) {
+      const int j = c & 3, v = c >> 2;
+      const T az = q.a[2][v];
+      const T w = wxy[j] * az;
+      const T d = want_d ? g3[0] * (dx[j] * az) + g3[1] * (dy[j] * az) + g3[2] * (wxy[j] * q.da[2][v]) : T(0);
+      const int64_t r = lv.off + static_cast<int64_t>(row[c]) * F;
+      EF_HG_UNROLL
+      for (int f = 0; f < F; ++f) {
+        const T val = want_w ? (want_d ? w * ge[f] + d * gd[f] : w * ge[f]) : d * gd[f];
+        hash_grid_scatter(gt + r + f, val, atom);
+      }
+    }
+  }
+  EF_HD void operator()(int64_t i) const {
+    for (int l = 0; l < L.n_active; ++l) at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
+  }
+};
+
+// Per point, with J [N, M, 3] (M = L*F) and rows of stride `stride` whose encoding columns start
+// at `col` (3 with include_x, else 0):
+//   transpose (kT): out[i, k] = sum_j J[i, j, k] v[i, col + j]  (+ 2 v[i, k] when col == 3)
+//   forward:        out[i, col + j] = sum_k J[i, j, k] w[i, k]   (and out[i, k] = 2 w[i, k] when col == 3)
+template <typename T, bool kT>
+struct HashGridJacobianApply {
+  const T* jac;
+  int64_t m;  // L*F
+  const T* in;   // kT: [N, stride]; else [N, 3]
+  int64_t stride;
+  int col;
+  T* out;        // kT: [N, 3]; else [N, stride]
+  EF_HD void operator()(int64_t i) const {
+    const T* J = jac + i * m * 3;
+    if (kT) {
+      const T* v = in + i * stride;
+      T s0 = T(0), s1 = T(0), s2 = T(0);
+      for (int64_t j = 0; j < m; ++j) {
+        const T g = v[col + j];
+        s0 += J[3 * j] * g;
+        s1 += J[3 * j + 1] * g;
+        s2 += J[3 * j + 2] * g;
+      }
+      if (col == 3) {
+        s0 += T(2) * v[0];
+        s1 += T(2) * v[1];
+        s2 += T(2) * v[2];
+      }
+      out[3 * i] = s0;
+      out[3 * i + 1] = s1;
+      out[3 * i + 2] = s2;
+    } else {
+      const T w0 = in[3 * i], w1 = in[3 * i + 1], w2 = in[3 * i + 2];
+      T* o = out + i * stride;
+      if (col == 3) {
+        o[0] = T(2) * w0;
+        o[1] = T(2) * w1;
+        o[2] = T(2) * w2;
+      }
+      for (int64_t j = 0; j < m; ++j) o[col + j] = J[3 * j] * w0 + J[3 * j + 1] * w1 + J[3 * j + 2] * w2;
+    }
+  }
+};
+
 // Host side: calls fn(std::integral_constant<int, FS>) with FS = F for F in {1, 2, 4, 8}, else 0.
 template <class Fn>
 void hash_grid_dispatch_features(int F, Fn&& fn) {
@@ -517,6 +706,16 @@ void hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLay
 template <typename T>
 void hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                                const T* gg_x, T* g_grad_out, T* g_x, T* g_table);
+// The fused network's pieces (HashGridForwardJacobian, HashGridTableGrad, HashGridJacobianApply).
+template <typename T>
+void hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
+                                bool include_x, T* jac);
+template <typename T>
+void hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
+                          int64_t stride, T* g_table);
+template <typename T>
+void hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
+                              T* out);
 }  // namespace cpu
 
 namespace cuda {
@@ -528,6 +727,15 @@ int hash_grid_backward(const T* x, int64_t n, const T* table, const HashGridLayo
 template <typename T>
 int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashGridLayout& L, const T* grad_out,
                               const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream);
+template <typename T>
+int hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
+                               bool include_x, T* jac, void* stream);
+template <typename T>
+int hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
+                         int64_t stride, T* g_table, void* stream);
+template <typename T>
+int hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
+                             T* out, void* stream);
 }  // namespace cuda
 
 }  // namespace eyefast

@@ -23,6 +23,15 @@ EF_HD float ef_bits_float(int32_t b) {
   return f;
 #endif
 }
+EF_HD int32_t ef_float_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_int(f);
+#else
+  int32_t b;
+  memcpy(&b, &f, sizeof b);
+  return b;
+#endif
+}
 // exp(xc) = p * 2^n for a clamped argument xc: Cody-Waite reduction r = xc - n ln 2, then the
 // degree-6 polynomial p ~ exp(r).
 EF_HD float ef_exp_reduced(float xc, int32_t& n_out) {
@@ -66,8 +75,18 @@ EF_HD double ef_exp_nonpos(double x) { return exp(x); }
 // (exact) below sqrt(2) - 1 and to x = (1 + u) / 2 - 1 = u / 2 - 1 / 2, plus ln 2, above. Max
 // relative error 1.2e-7 against log1p in double. double: log1p.
 EF_HD float ef_log1p_unit(float u) {
-  const bool hi = u > 0.41421356f;
-  const float x = hi ? 0.5f * u - 0.5f : u;
+  // Below 2^-24, log1p(u) rounds to u: those u are returned as they are, and the polynomial runs on
+  // 2^-24 instead. Its u^2 terms would be subnormal otherwise (from u < 2^-63), and x86 cores run
+  // subnormal arithmetic through slow microcode: softplus(beta = 100) of activations beyond +-0.44
+  // (a trained SDF network's usual range) took 2.5x as long.
+  constexpr float kTiny = 5.9604645e-8f;  // 2^-24
+  // max(u, 2^-24) on the bit patterns (ordered as the values for u >= 0; NaN stays NaN): a float
+  // select here would let GCC turn x * x into a select of u * u and a constant, which computes the
+  // subnormal product anyway; fmaxf does not vectorise.
+  const int32_t ub = ef_float_bits(u), tb = ef_float_bits(kTiny);
+  const float uc = ef_bits_float(ub > tb ? ub : tb);
+  const bool hi = uc > 0.41421356f;
+  const float x = hi ? 0.5f * uc - 0.5f : uc;
   const float z = x * x;
   float p = 7.0376836292e-2f;
   p = p * x - 1.1514610310e-1f;
@@ -82,7 +101,8 @@ EF_HD float ef_log1p_unit(float u) {
   const float e = hi ? 1.0f : 0.0f;
   y = y + e * -2.12194440e-4f;
   y = y - 0.5f * z;
-  return (x + y) + e * 0.693359375f;
+  const float r = (x + y) + e * 0.693359375f;
+  return u < kTiny ? u : r;
 }
 EF_HD double ef_log1p_unit(double u) { return log1p(u); }
 

@@ -319,10 +319,20 @@ class HeadModel(nn.Module):
     def face_with_gradient(self, x: torch.Tensor, create_graph: bool):
         """Face ``(sdf [N], feature [N, G], gradient [N, 3])``; the gradient stays in the graph
         (for the eikonal and normal losses) when ``create_graph``."""
-        if create_graph:
-            return self.sdf.forward_with_gradient(x)
-        with torch.no_grad():
-            return self.sdf.forward_with_gradient(x)
+        fused = getattr(self.sdf, "forward_with_gradient", None)  # FaceSDF: the op computes the gradient
+        if fused is not None:
+            if create_graph:
+                return fused(x)
+            with torch.no_grad():
+                return fused(x)
+        with torch.enable_grad():  # any other SDF module: autograd
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            sdf, feat = self.sdf(x)
+            (grad,) = torch.autograd.grad(sdf, x, torch.ones_like(sdf), create_graph=create_graph)
+        if not create_graph:
+            sdf, feat, grad = sdf.detach(), feat.detach(), grad.detach()
+        return sdf, feat, grad
 
     def scene_normal(self, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
         """Unit normal of the scene SDF at ``x`` (the nearest object's)."""

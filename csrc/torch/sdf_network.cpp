@@ -165,15 +165,16 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   const int64_t n = net.n, K = net.K;
   const auto opt = x.options();
   const at::Tensor none = at::empty({0}, opt);
-  at::Tensor u = at::empty({n, net.n_in}, opt);
-  at::Tensor jac = need_grad ? at::empty({n, net.m, 3}, opt) : none;
+  // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
+  at::Tensor u = prepare_output(at::empty({n, net.n_in}, opt));
+  at::Tensor jac = need_grad ? prepare_output(at::empty({n, net.m, 3}, opt)) : none;
   run_encode(x, table, lay, u, include_x, need_grad ? &jac : nullptr);
   const bool keep_s = need_grad || save;
   std::vector<at::Tensor> hs, as, ss;
   at::Tensor a = u;
   for (int64_t k = 0; k + 1 < K; ++k) {
     at::Tensor h = at::addmm(biases[k], a, weights[k].t());
-    at::Tensor y = at::empty_like(h), s = keep_s ? at::empty_like(h) : none;
+    at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none;
     run_softplus(h, beta, y, keep_s ? &s : nullptr);
     hs.push_back(h);
     as.push_back(y);
@@ -181,7 +182,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     a = y;
   }
   at::Tensor out = at::addmm(biases[K - 1], a, weights[K - 1].t());
-  at::Tensor grad = at::empty({need_grad ? n : 0, 3}, opt);
+  at::Tensor grad = prepare_output(at::empty({need_grad ? n : 0, 3}, opt));
   at::Tensor gu = none;
   std::vector<at::Tensor> gas(K - 1, none), ghs(K - 1, none);
   if (need_grad && n > 0) {
@@ -273,7 +274,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
 
   // The gradient path (grad = J^T gu, gu = gh_0 W_0, ga_j = gh_{j+1} W_{j+1}, gh_j = s_j ga_j), upwards.
   if (g_grad.defined()) {
-    at::Tensor g_gu = at::empty({n, net.n_in}, opt);
+    at::Tensor g_gu = prepare_output(at::empty({n, net.n_in}, opt));
     run_jacobian(jac, g_grad, net, /*transpose=*/false, g_gu);
     if (K == 1) {
       if (need_params) add_top_row(g_gu.sum(0));
@@ -283,7 +284,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
       for (int64_t j = 0; j + 1 < K; ++j) {
         const bool top = j + 2 == K;
         const at::Tensor ga = top ? w_top.unsqueeze(0).expand({n, weights[j].size(0)}).contiguous() : layer(j, 3);
-        at::Tensor g_ga = at::empty_like(g_gh), p = at::empty_like(g_gh);
+        at::Tensor g_ga = prepare_output(at::empty_like(g_gh)), p = prepare_output(at::empty_like(g_gh));
         run_softplus_dbwd(g_gh, ga, layer(j, 0), beta, g_ga, p);
         P[j] = p;
         if (!top) {
@@ -325,7 +326,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
 
   at::Tensor g_table = at::empty({0}, opt), g_x = at::empty({0}, opt);
   if (need_table) {
-    g_table = at::empty_like(table, at::MemoryFormat::Contiguous);
+    g_table = prepare_output(at::empty_like(table, at::MemoryFormat::Contiguous));
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_sdf_network_table", [&] {
       const scalar_t* ge = g_u.defined() ? g_u.data_ptr<scalar_t>() + net.col : nullptr;
       const scalar_t* gg = g_grad.defined() ? g_grad.data_ptr<scalar_t>() : nullptr;
@@ -347,7 +348,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
       // (d u / d x)^T g_u: 2 g_u[:, :3] + J^T g_u[:, col:]; without a saved J, the encoding's backward kernel
       at::Tensor t;
       if (jac.numel() == n * net.m * 3 && n > 0) {
-        t = at::empty({n, 3}, opt);
+        t = prepare_output(at::empty({n, 3}, opt));
         run_jacobian(jac, g_u, net, /*transpose=*/true, t);
       } else {
         const at::Tensor ge = g_u.narrow(1, net.col, net.m).contiguous();

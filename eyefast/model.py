@@ -75,13 +75,20 @@ class FaceSDF(nn.Module):
     def set_active_levels(self, k: int) -> None:
         self.grid.set_active_levels(k)
 
-    def _network(self, x: torch.Tensor, need_grad: bool):
+    def _network(self, x: torch.Tensor, need_grad: bool, sdf_only: bool = False):
         # the MLP's input is [x / bound | encoding((x / bound + 1) / 2)] = [2 xn - 1 | encoding(xn)]
         xn = ((x / self.bound + 1.0) * 0.5).contiguous()
         g = self.grid
-        return self.ops.sdf_network(xn, g.params, g.scales, g.n_active_levels, True,
-                                    [lin.weight for lin in self.layers], [lin.bias for lin in self.layers],
-                                    self.softplus_beta, True, need_grad)
+        ws, bs = [lin.weight for lin in self.layers], [lin.bias for lin in self.layers]
+        if sdf_only:  # the output layer's first row only (the SDF; no geometry feature)
+            ws[-1], bs[-1] = ws[-1][:1], bs[-1][:1]
+        return self.ops.sdf_network(xn, g.params, g.scales, g.n_active_levels, True, ws, bs, self.softplus_beta,
+                                    True, need_grad)
+
+    def sdf_only(self, x: torch.Tensor) -> torch.Tensor:
+        """The SDF ``[N]`` alone (sample pruning, marching cubes): skips the feature outputs."""
+        h, _ = self._network(x, False, sdf_only=True)
+        return h[:, 0] * self.bound
 
     def forward(self, x: torch.Tensor):
         h, _ = self._network(x, False)
@@ -308,7 +315,7 @@ class HeadModel(nn.Module):
 
     def scene_sdf(self, x: torch.Tensor) -> torch.Tensor:
         """Scene SDF ``[N]`` = min(face, eyes) (face alone with ``ignore_eyeball``)."""
-        s, _ = self.sdf(x)
+        s = self.sdf.sdf_only(x) if hasattr(self.sdf, "sdf_only") else self.sdf(x)[0]
         if self.ignore_eyeball:
             return s
         return torch.minimum(s, self.eye_sdf(x).min(-1).values)

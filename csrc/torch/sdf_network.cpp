@@ -26,6 +26,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "eyefast/activation.h"
@@ -164,6 +165,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   const Net net = check_net(kOp, x, lay, weights, biases, beta, include_x);
   const int64_t n = net.n, K = net.K;
   const auto opt = x.options();
+#ifdef EYEFAST_WITH_CUDA
+  std::optional<c10::cuda::CUDAGuard> guard;  // the raw launches run on x's device
+  if (x.is_cuda()) guard.emplace(x.device());
+#endif
   const at::Tensor none = at::empty({0}, opt);
   // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
   at::Tensor u = prepare_output(at::empty({n, net.n_in}, opt));
@@ -245,6 +250,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   const Net net = check_net(kOp, x, lay, weights, biases, beta, include_x);
   const int64_t n = net.n, K = net.K;
   const auto opt = x.options();
+#ifdef EYEFAST_WITH_CUDA
+  std::optional<c10::cuda::CUDAGuard> guard;  // the raw launches run on x's device
+  if (x.is_cuda()) guard.emplace(x.device());
+#endif
   TORCH_CHECK_VALUE(static_cast<int64_t>(saved.size()) == kSavedHead + kSavedPerLayer * (K - 1), "eyefast.", kOp,
                     ": saved must hold the ", kSavedHead + kSavedPerLayer * (K - 1),
                     " tensors sdf_network(..., save=True) returned, got ", saved.size());

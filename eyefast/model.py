@@ -40,6 +40,13 @@ def volsdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     return (0.5 + 0.5 * torch.sign(sdf) * torch.expm1(-sdf.abs() / beta)) / beta
 
 
+def _pick_eye(per_eye: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """``per_eye[which]`` for two eyes (``per_eye [2, C]``, ``which [N]`` in {0, 1}) as a select: the
+    backward of an index is a serial accumulating scatter into 2 rows (2.6 ms at 67k samples), a
+    select's is two sums."""
+    return torch.where((which == 0)[:, None], per_eye[0], per_eye[1])
+
+
 class FaceSDF(nn.Module):
     """Hash grid (smoothstep) + MLP (64 wide, 2 hidden, Softplus(100), weight norm, sphere init).
 
@@ -250,11 +257,11 @@ class HeadModel(nn.Module):
 
     def eye_normal(self, x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """Outward unit normal ``[N, 3]`` of eye ``which [N]`` at points near its surface."""
-        c = self.eye_centers[which]
+        c = _pick_eye(self.eye_centers, which)
         n = F.normalize(x - c, dim=-1)
         if self.cornea:
             cc, rc = self._cornea_spheres()
-            ccw = cc[which]
+            ccw = _pick_eye(cc, which)
             on_c = (x - ccw).norm(dim=-1) - rc < (x - c).norm(dim=-1) - self.eye_radius
             n = torch.where(on_c[:, None], F.normalize(x - ccw, dim=-1), n)
         return n

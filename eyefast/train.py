@@ -208,7 +208,8 @@ class Trainer:
         groups = [{"params": params}]
         if fast:
             groups.append({"params": self.model.texture_parameters(), "lr": cfg.train.lr * TEXTURE_LR_SCALE})
-        self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, eps=1e-15)
+        # fused: one multi-tensor kernel per step instead of ~10 ops per parameter (CPU and CUDA)
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, eps=1e-15, fused=True)
         # What backward differentiates for: the optimised parameters only. Without `inputs` autograd
         # would also compute the gradient of every leaf in the graph, e.g. the sample points that the
         # normals were differentiated against (a Hessian term in the hash grid's double backward).

@@ -2,6 +2,8 @@
 // csrc/cuda/activation.cu.
 #include "eyefast/activation.h"
 
+#include <algorithm>
+
 #include "eyefast/launch.h"
 
 namespace eyefast {
@@ -18,6 +20,22 @@ void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y) {
 template <typename T>
 void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d) {
   for_each_simd(n, SoftplusForwardDeriv<T>{z, p, y, d}, kActivationGrain);
+}
+
+template <typename T>
+void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z) {
+  const int64_t grain = std::max<int64_t>(1, kActivationGrain / std::max<int64_t>(1, H));
+  if (d) {
+    if (write_z) {
+      for_each_simd(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d}, grain);
+    } else {
+      for_each_simd(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d}, grain);
+    }
+  } else if (write_z) {
+    for_each_simd(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d}, grain);
+  } else {
+    for_each_simd(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d}, grain);
+  }
 }
 
 template <typename T>
@@ -39,6 +57,7 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 #define EF_INSTANTIATE(T)                                                                                    \
   template void softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*);                               \
   template void softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*);                     \
+  template void softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool);      \
   template void softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*);                    \
   template void softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*);
 EF_INSTANTIATE(float)

@@ -17,6 +17,21 @@ int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* 
 }
 
 template <typename T>
+int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
+                       void* stream) {
+  // one thread per row (rows of a hidden layer are 64 wide: short loops, coalescing left to the cache)
+  cudaError_t e;
+  if (d) {
+    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d}, stream)
+                : for_each_cuda(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d}, stream);
+  } else {
+    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d}, stream)
+                : for_each_cuda(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d}, stream);
+  }
+  return static_cast<int>(e);
+}
+
+template <typename T>
 int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream) {
   return static_cast<int>(for_each_cuda(n, SoftplusBackward<T>{g, z, p, out}, stream));
 }
@@ -38,6 +53,7 @@ int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, Sof
 #define EF_INSTANTIATE(T)                                                                                       \
   template int softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*, void*);                            \
   template int softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*, void*);                 \
+  template int softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool, void*);  \
   template int softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*, void*);                 \
   template int softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*, \
                                            void*);

@@ -114,6 +114,26 @@ void run_softplus(const at::Tensor& h, double beta, at::Tensor& y, at::Tensor* d
   });
 }
 
+// h += bias (in place, when write_h), y = softplus(h + bias) and, when d is given, d = softplus'(h + bias)
+void run_softplus_bias(at::Tensor& h, const at::Tensor& bias, double beta, at::Tensor& y, at::Tensor* d,
+                       bool write_h) {
+  const at::Tensor b = bias.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "eyefast_sdf_network_softplus_bias", [&] {
+    const SoftplusParams<scalar_t> p{static_cast<scalar_t>(beta), static_cast<scalar_t>(kSoftplusThreshold)};
+    scalar_t* dp = d ? d->data_ptr<scalar_t>() : nullptr;
+    if (h.is_cuda()) {
+#ifdef EYEFAST_WITH_CUDA
+      check_cuda("sdf_network", cuda::softplus_bias_rows<scalar_t>(h.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
+                                                                   h.size(0), h.size(1), p, y.data_ptr<scalar_t>(), dp,
+                                                                   write_h, current_stream(h)));
+#endif
+    } else {
+      cpu::softplus_bias_rows<scalar_t>(h.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), h.size(0), h.size(1), p,
+                                        y.data_ptr<scalar_t>(), dp, write_h);
+    }
+  });
+}
+
 // g_g = gg softplus'(h), g_z = gg g softplus''(h)
 void run_softplus_dbwd(const at::Tensor& gg, const at::Tensor& g, const at::Tensor& h, double beta, at::Tensor& g_g,
                        at::Tensor& g_z) {
@@ -178,9 +198,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   std::vector<at::Tensor> hs, as, ss;
   at::Tensor a = u;
   for (int64_t k = 0; k + 1 < K; ++k) {
-    at::Tensor h = at::addmm(biases[k], a, weights[k].t());
+    // the product alone, its bias added by the activation's pass (addmm would first copy the bias
+    // into every row, then accumulate the product onto it)
+    at::Tensor h = at::mm(a, weights[k].t());
     at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none;
-    run_softplus(h, beta, y, keep_s ? &s : nullptr);
+    run_softplus_bias(h, biases[k], beta, y, keep_s ? &s : nullptr, /*write_h=*/save);
     hs.push_back(h);
     as.push_back(y);
     ss.push_back(s);

@@ -73,6 +73,38 @@ struct SoftplusForwardDeriv {
   }
 };
 
+// Row-wise, with a bias: z = h[r, c] + bias[c] over rows r of H columns (a linear layer's product
+// h = a W^T, its bias added here rather than by a separate pass), y = softplus(z), and with kDeriv
+// d = softplus'(z); with kWriteZ, z is stored back into h (the pre-activation a backward needs).
+template <typename T, bool kDeriv, bool kWriteZ>
+struct SoftplusBiasRows {
+  T* h;            // [rows, H]
+  const T* bias;   // [H]
+  int64_t H;
+  SoftplusParams<T> p;
+  T* y;            // [rows, H]
+  T* d;            // [rows, H] (kDeriv)
+  EF_HD void operator()(int64_t r) const {
+    T* hr = h + r * H;
+    T* yr = y + r * H;
+    T* dr = kDeriv ? d + r * H : nullptr;
+    for (int64_t c = 0; c < H; ++c) {
+      const T zi = hr[c] + bias[c];
+      const T t = zi * p.beta;
+      const T at = t >= T(0) ? t : -t;
+      const T e = ef_exp_nonpos(-at);
+      const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
+      if (kWriteZ) hr[c] = zi;
+      yr[c] = t > p.threshold ? zi : v;
+      if (kDeriv) {
+        T s, sc;
+        ef_sigmoid_pair(t, e, s, sc);
+        dr[c] = t > p.threshold ? T(1) : s;
+      }
+    }
+  }
+};
+
 template <typename T>
 struct SoftplusBackward {
   const T* g;
@@ -120,6 +152,9 @@ template <typename T>
 void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y);
 template <typename T>
 void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d);
+// SoftplusBiasRows over `rows` rows; d null: no derivative; write_z: h += bias in place.
+template <typename T>
+void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z);
 template <typename T>
 void softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out);
 template <typename T>
@@ -131,6 +166,9 @@ template <typename T>
 int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream);
 template <typename T>
 int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d, void* stream);
+template <typename T>
+int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
+                       void* stream);
 template <typename T>
 int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream);
 template <typename T>

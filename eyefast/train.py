@@ -358,7 +358,8 @@ class Trainer:
         if not named:
             return
         # one host sync for all parameters (on a GPU, one per parameter stalled the step 30 times)
-        ok = torch.stack([torch.isfinite(g).all() for _, g in named])
+        # (the max-abs norm is finite iff every element is, NaN propagating; one multi-tensor reduction)
+        ok = torch.isfinite(torch.stack(torch._foreach_norm([g for _, g in named], float("inf"))))
         if bool(ok.all()):
             return
         bad = [n for (n, _), good in zip(named, ok.tolist()) if not good]

@@ -18,11 +18,6 @@ void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y) {
 }
 
 template <typename T>
-void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d) {
-  for_each_simd(n, SoftplusForwardDeriv<T>{z, p, y, d}, kActivationGrain);
-}
-
-template <typename T>
 void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z) {
   const int64_t grain = std::max<int64_t>(1, kActivationGrain / std::max<int64_t>(1, H));
   if (d) {
@@ -56,7 +51,6 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 
 #define EF_INSTANTIATE(T)                                                                                    \
   template void softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*);                               \
-  template void softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*);                     \
   template void softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool);      \
   template void softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*);                    \
   template void softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*);

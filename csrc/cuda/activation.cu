@@ -12,11 +12,6 @@ int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* str
 }
 
 template <typename T>
-int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d, void* stream) {
-  return static_cast<int>(for_each_cuda(n, SoftplusForwardDeriv<T>{z, p, y, d}, stream));
-}
-
-template <typename T>
 int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
                        void* stream) {
   // one thread per row (rows of a hidden layer are 64 wide: short loops, coalescing left to the cache)
@@ -52,7 +47,6 @@ int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, Sof
 
 #define EF_INSTANTIATE(T)                                                                                       \
   template int softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*, void*);                            \
-  template int softplus_forward_deriv<T>(const T*, int64_t, SoftplusParams<T>, T*, T*, void*);                 \
   template int softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool, void*);  \
   template int softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*, void*);                 \
   template int softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*, \

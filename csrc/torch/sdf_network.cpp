@@ -14,8 +14,8 @@
 //   * the two table-gradient terms (the encoding's own and the one through the x-gradient) are
 //     one scatter (HashGridTableGrad) instead of two;
 //   * the first backward step is a broadcast row (d out_0 / d a = W_{K-1}[0]), not a product;
-//   * the Softplus keeps its derivative from the forward pass (SoftplusForwardDeriv), and its
-//     second derivative is one pass (SoftplusDoubleBackward);
+//   * the Softplus adds the layer's bias and keeps its derivative in the same pass as its value
+//     (SoftplusBiasRows), and its second derivative is one pass (SoftplusDoubleBackward);
 //   * no autograd nodes, views, slices or gradient accumulations per layer.
 // The products are at::addmm / at::mm (MKL / cuBLAS). The result equals the composition of
 // hash_grid_encode, nn.Linear, softplus and torch.autograd.grad (eyefast/reference/sdf_network.py),
@@ -90,26 +90,6 @@ void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayo
     } else {
       cpu::hash_grid_forward_jacobian<scalar_t>(x.data_ptr<scalar_t>(), x.size(0), table.data_ptr<scalar_t>(), lay,
                                                 u.data_ptr<scalar_t>(), u.size(1), include_x, j);
-    }
-  });
-}
-
-// y = softplus(h) and, when d is given, d = softplus'(h)
-void run_softplus(const at::Tensor& h, double beta, at::Tensor& y, at::Tensor* d) {
-  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "eyefast_sdf_network_softplus", [&] {
-    const SoftplusParams<scalar_t> p{static_cast<scalar_t>(beta), static_cast<scalar_t>(kSoftplusThreshold)};
-    const scalar_t* z = h.data_ptr<scalar_t>();
-    scalar_t* yp = y.data_ptr<scalar_t>();
-    if (h.is_cuda()) {
-#ifdef EYEFAST_WITH_CUDA
-      check_cuda("sdf_network", d ? cuda::softplus_forward_deriv<scalar_t>(z, h.numel(), p, yp, d->data_ptr<scalar_t>(),
-                                                                           current_stream(h))
-                                  : cuda::softplus_forward<scalar_t>(z, h.numel(), p, yp, current_stream(h)));
-#endif
-    } else if (d) {
-      cpu::softplus_forward_deriv<scalar_t>(z, h.numel(), p, yp, d->data_ptr<scalar_t>());
-    } else {
-      cpu::softplus_forward<scalar_t>(z, h.numel(), p, yp);
     }
   });
 }

@@ -52,27 +52,6 @@ struct SoftplusForward {
   }
 };
 
-// Forward and derivative in one pass (a fused network keeps s' for its gradient pass):
-//   y = softplus(z), d = s' (1 beyond the threshold, else sigmoid(t)).
-template <typename T>
-struct SoftplusForwardDeriv {
-  const T* z;
-  SoftplusParams<T> p;
-  T* y;
-  T* d;
-  EF_HD void operator()(int64_t i) const {
-    const T zi = z[i];
-    const T t = zi * p.beta;
-    const T at = t >= T(0) ? t : -t;
-    const T e = ef_exp_nonpos(-at);
-    const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
-    T s, sc;
-    ef_sigmoid_pair(t, e, s, sc);
-    y[i] = t > p.threshold ? zi : v;
-    d[i] = t > p.threshold ? T(1) : s;
-  }
-};
-
 // Row-wise, with a bias: z = h[r, c] + bias[c] over rows r of H columns (a linear layer's product
 // h = a W^T, its bias added here rather than by a separate pass), y = softplus(z), and with kDeriv
 // d = softplus'(z); with kWriteZ, z is stored back into h (the pre-activation a backward needs).
@@ -150,8 +129,6 @@ struct SoftplusDoubleBackward {
 namespace cpu {
 template <typename T>
 void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y);
-template <typename T>
-void softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d);
 // SoftplusBiasRows over `rows` rows; d null: no derivative; write_z: h += bias in place.
 template <typename T>
 void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z);
@@ -164,8 +141,6 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 namespace cuda {
 template <typename T>
 int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream);
-template <typename T>
-int softplus_forward_deriv(const T* z, int64_t n, SoftplusParams<T> p, T* y, T* d, void* stream);
 template <typename T>
 int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
                        void* stream);

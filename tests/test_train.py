@@ -263,6 +263,11 @@ def test_non_finite_gradient_is_named(tiny, tmp_path):
     tr.train_step()
     tr._check_grads()  # a real step's gradients pass
     name, p = next((n, p) for n, p in tr.model.named_parameters() if p.grad is not None)
+    p.grad.view(-1)[0] = 1e30  # huge but finite (its 2-norm overflows float32): not an error
+    tr._check_grads()
     p.grad.view(-1)[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
+        tr._check_grads()
+    p.grad.view(-1)[0] = -float("inf")
     with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
         tr._check_grads()

@@ -286,13 +286,13 @@ void hash_grid_double_backward(const T* x, int64_t n, const T* table, const Hash
 
 template <typename T>
 void hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
-                                bool include_x, T* jac) {
+                                bool include_x, int64_t ones_col, T* jac) {
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
     hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
       hash_grid_dispatch_flag(jac != nullptr, [&](auto nj) {
         run_tiled(n,
                   HashGridForwardJacobian<T, decltype(fs)::value, decltype(sm)::value, decltype(nj)::value>{
-                      x, table, L, u, stride, include_x, jac},
+                      x, table, L, u, stride, include_x, jac, ones_col},
                   L.n_levels);
       });
     });
@@ -321,11 +321,11 @@ void hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const 
 
 template <typename T>
 void hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
-                              T* out) {
+                              int64_t pad_col, T* out) {
   if (transpose) {
-    for_each(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out}, 4096);
+    for_each(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out, pad_col}, 4096);
   } else {
-    for_each(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out}, 4096);
+    for_each(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out, pad_col}, 4096);
   }
 }
 
@@ -335,10 +335,10 @@ void hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, i
   template void hash_grid_double_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, const T*, \
                                              T*, T*, T*);                                                          \
   template void hash_grid_forward_jacobian<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, int64_t, bool, \
-                                              T*);                                                                 \
+                                              int64_t, T*);                                                               \
   template void hash_grid_table_grad<T>(const T*, int64_t, const HashGridLayout&, const T*, const T*, const T*,      \
                                         int64_t, T*);                                                              \
-  template void hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, T*);
+  template void hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, int64_t, T*);
 EF_INSTANTIATE(float)
 EF_INSTANTIATE(double)
 #undef EF_INSTANTIATE

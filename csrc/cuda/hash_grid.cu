@@ -52,10 +52,10 @@ int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashG
 
 template <typename T>
 int hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
-                               bool include_x, T* jac, void* stream) {
+                               bool include_x, int64_t ones_col, T* jac, void* stream) {
   cudaError_t e = cudaSuccess;
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
-    e = for_each_cuda(n, HashGridForwardJacobian<T, decltype(fs)::value>{x, table, L, u, stride, include_x, jac},
+    e = for_each_cuda(n, HashGridForwardJacobian<T, decltype(fs)::value>{x, table, L, u, stride, include_x, jac, ones_col},
                       stream);
   });
   return static_cast<int>(e);
@@ -74,9 +74,10 @@ int hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T
 
 template <typename T>
 int hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
-                             T* out, void* stream) {
-  const cudaError_t e = transpose ? for_each_cuda(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out}, stream)
-                                  : for_each_cuda(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out}, stream);
+                             int64_t pad_col, T* out, void* stream) {
+  const cudaError_t e =
+      transpose ? for_each_cuda(n, HashGridJacobianApply<T, true>{jac, m, in, stride, col, out, pad_col}, stream)
+                : for_each_cuda(n, HashGridJacobianApply<T, false>{jac, m, in, stride, col, out, pad_col}, stream);
   return static_cast<int>(e);
 }
 
@@ -86,10 +87,11 @@ int hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, in
   template int hash_grid_double_backward<T>(const T*, int64_t, const T*, const HashGridLayout&, const T*, const T*, \
                                             T*, T*, T*, void*);                                             \
   template int hash_grid_forward_jacobian<T>(const T*, int64_t, const T*, const HashGridLayout&, T*, int64_t, bool, \
-                                             T*, void*);                                                          \
+                                             int64_t, T*, void*);                                                         \
   template int hash_grid_table_grad<T>(const T*, int64_t, const HashGridLayout&, const T*, const T*, const T*,      \
                                        int64_t, T*, void*);                                                       \
-  template int hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, T*, void*);
+  template int hash_grid_jacobian_apply<T>(const T*, int64_t, int64_t, const T*, int64_t, int, bool, int64_t, T*, \
+                                           void*);
 EF_INSTANTIATE(float)
 EF_INSTANTIATE(double)
 #undef EF_INSTANTIATE

@@ -3,6 +3,7 @@
 // and its normals / eikonal term), and that op's backward in one op.
 //
 //   u   = [2 x - 1 (include_x) | hash_grid_encode(x)]                       [N, n_in]
+//         (stored with a ones column, n_in + 1 wide: the first layer's bias as a weight column)
 //   a_0 = u,  a_{k+1} = softplus_beta(W_k a_k + b_k)  (k < K - 1),  out = W_{K-1} a_{K-1} + b_{K-1}
 //   grad = d out[:, 0] / d x                                                 [N, 3]
 //
@@ -40,8 +41,11 @@ namespace {
 
 constexpr double kSoftplusThreshold = 20.0;  // torch.nn.Softplus's default
 
+// u's layout: [2 x - 1 (include_x) | encoding | 1]: n_in network inputs, then a ones column (the
+// first layer's bias as a weight column, folded into its product: no bias pass, and n_u = 36 columns
+// for FaceSDF's 35 inputs, which MKL multiplies faster than 35).
 struct Net {
-  int64_t n, K, m, n_in;
+  int64_t n, K, m, n_in, n_u;
   int col;  // first encoding column of u (3 with include_x)
 };
 
@@ -53,6 +57,7 @@ Net check_net(const char* op, const at::Tensor& x, const HashGridLayout& lay, at
   net.m = static_cast<int64_t>(lay.n_levels) * lay.n_features;
   net.col = include_x ? 3 : 0;
   net.n_in = net.m + net.col;
+  net.n_u = net.n_in + 1;
   TORCH_CHECK_VALUE(net.K >= 1, "eyefast.", op, ": weights must hold at least one layer");
   TORCH_CHECK_VALUE(static_cast<int64_t>(biases.size()) == net.K, "eyefast.", op, ": biases must have one entry per ",
                     "layer (", net.K, "), got ", biases.size());
@@ -77,19 +82,19 @@ Net check_net(const char* op, const at::Tensor& x, const HashGridLayout& lay, at
 
 // ---- device dispatch of the kernels -----------------------------------------------------------
 
-void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayout& lay, at::Tensor& u, bool include_x,
-                at::Tensor* jac) {
+void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayout& lay, at::Tensor& u, const Net& net,
+                bool include_x, at::Tensor* jac) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_sdf_network_encode", [&] {
     scalar_t* j = jac ? jac->data_ptr<scalar_t>() : nullptr;
     if (x.is_cuda()) {
 #ifdef EYEFAST_WITH_CUDA
       check_cuda("sdf_network", cuda::hash_grid_forward_jacobian<scalar_t>(
                                     x.data_ptr<scalar_t>(), x.size(0), table.data_ptr<scalar_t>(), lay,
-                                    u.data_ptr<scalar_t>(), u.size(1), include_x, j, current_stream(x)));
+                                    u.data_ptr<scalar_t>(), net.n_u, include_x, net.n_in, j, current_stream(x)));
 #endif
     } else {
       cpu::hash_grid_forward_jacobian<scalar_t>(x.data_ptr<scalar_t>(), x.size(0), table.data_ptr<scalar_t>(), lay,
-                                                u.data_ptr<scalar_t>(), u.size(1), include_x, j);
+                                                u.data_ptr<scalar_t>(), net.n_u, include_x, net.n_in, j);
     }
   });
 }
@@ -134,18 +139,19 @@ void run_softplus_dbwd(const at::Tensor& gg, const at::Tensor& g, const at::Tens
   });
 }
 
-// transpose: out [N, 3] = J^T in[:, col:] (+ 2 in[:, :3]); else out [N, n_in] = [2 in | J in]
+// transpose: out [N, 3] = J^T in[:, col:] (+ 2 in[:, :3]); else out [N, n_u] = [2 in | J in | 0]
+// (rows of u's layout)
 void run_jacobian(const at::Tensor& jac, const at::Tensor& in, const Net& net, bool transpose, at::Tensor& out) {
   AT_DISPATCH_FLOATING_TYPES(jac.scalar_type(), "eyefast_sdf_network_jacobian", [&] {
     if (jac.is_cuda()) {
 #ifdef EYEFAST_WITH_CUDA
       check_cuda("sdf_network", cuda::hash_grid_jacobian_apply<scalar_t>(
-                                    jac.data_ptr<scalar_t>(), net.n, net.m, in.data_ptr<scalar_t>(), net.n_in, net.col,
-                                    transpose, out.data_ptr<scalar_t>(), current_stream(jac)));
+                                    jac.data_ptr<scalar_t>(), net.n, net.m, in.data_ptr<scalar_t>(), net.n_u, net.col,
+                                    transpose, net.n_in, out.data_ptr<scalar_t>(), current_stream(jac)));
 #endif
     } else {
       cpu::hash_grid_jacobian_apply<scalar_t>(jac.data_ptr<scalar_t>(), net.n, net.m, in.data_ptr<scalar_t>(),
-                                              net.n_in, net.col, transpose, out.data_ptr<scalar_t>());
+                                              net.n_u, net.col, transpose, net.n_in, out.data_ptr<scalar_t>());
     }
   });
 }
@@ -156,6 +162,11 @@ void run_jacobian(const at::Tensor& jac, const at::Tensor& in, const Net& net, b
 // gu = d out_0 / d u. Without need_grad, J, gu, ga_j, gh_j are empty; ga of the last hidden layer
 // (the broadcast row W_{K-1}[0]) is always empty.
 constexpr int64_t kSavedHead = 3, kSavedPerLayer = 5;
+
+// The first layer's weight with its bias as a last column [H_0, n_u] (its product with u adds the bias).
+at::Tensor first_layer(at::TensorList weights, at::TensorList biases) {
+  return at::cat({weights[0], biases[0].unsqueeze(1)}, 1);
+}
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales, int64_t n_active, bool smoothstep,
@@ -171,31 +182,34 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
 #endif
   const at::Tensor none = at::empty({0}, opt);
   // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
-  at::Tensor u = prepare_output(at::empty({n, net.n_in}, opt));
+  at::Tensor u = prepare_output(at::empty({n, net.n_u}, opt));
   at::Tensor jac = need_grad ? prepare_output(at::empty({n, net.m, 3}, opt)) : none;
-  run_encode(x, table, lay, u, include_x, need_grad ? &jac : nullptr);
+  run_encode(x, table, lay, u, net, include_x, need_grad ? &jac : nullptr);
+  const at::Tensor w0 = first_layer(weights, biases);
   const bool keep_s = need_grad || save;
   std::vector<at::Tensor> hs, as, ss;
   at::Tensor a = u;
   for (int64_t k = 0; k + 1 < K; ++k) {
-    // the product alone, its bias added by the activation's pass (addmm would first copy the bias
-    // into every row, then accumulate the product onto it)
-    at::Tensor h = at::mm(a, weights[k].t());
+    // the product alone (layer 0's includes its bias through u's ones column); the bias of the others
+    // is added by the activation's pass (addmm would first copy the bias into every row, then
+    // accumulate the product onto it)
+    at::Tensor h = at::mm(a, (k == 0 ? w0 : weights[k]).t());
     at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none;
-    run_softplus_bias(h, biases[k], beta, y, keep_s ? &s : nullptr, /*write_h=*/save);
+    const at::Tensor bias = k == 0 ? at::zeros_like(biases[0]) : biases[k];
+    run_softplus_bias(h, bias, beta, y, keep_s ? &s : nullptr, /*write_h=*/save && k > 0);
     hs.push_back(h);
     as.push_back(y);
     ss.push_back(s);
     a = y;
   }
-  at::Tensor out = at::addmm(biases[K - 1], a, weights[K - 1].t());
+  at::Tensor out = K == 1 ? at::mm(u, w0.t()) : at::addmm(biases[K - 1], a, weights[K - 1].t());
   at::Tensor grad = prepare_output(at::empty({need_grad ? n : 0, 3}, opt));
   at::Tensor gu = none;
   std::vector<at::Tensor> gas(K - 1, none), ghs(K - 1, none);
   if (need_grad && n > 0) {
-    const at::Tensor w_top = weights[K - 1].select(0, 0);  // d out_0 / d a_{K-1}
+    const at::Tensor w_top = (K == 1 ? w0 : weights[K - 1]).select(0, 0);  // d out_0 / d a_{K-1}
     if (K == 1) {
-      gu = w_top.unsqueeze(0).expand({n, net.n_in}).contiguous();
+      gu = w_top.unsqueeze(0).expand({n, net.n_u}).contiguous();
     } else {
       at::Tensor gh = ss[K - 2] * w_top;
       ghs[K - 2] = gh;
@@ -205,11 +219,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
         gas[j] = ga;
         ghs[j] = gh;
       }
-      gu = at::mm(gh, weights[0]);
+      gu = at::mm(gh, w0);  // [N, n_u]; its last column (d out_0 / d of the ones column) is unused
     }
     run_jacobian(jac, gu, net, /*transpose=*/true, grad);
   } else if (need_grad) {
-    gu = at::empty({0, net.n_in}, opt);
+    gu = at::empty({0, net.n_u}, opt);
   }
   std::vector<at::Tensor> saved;
   if (save) {
@@ -260,37 +274,40 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
                     ": saved must hold the ", kSavedHead + kSavedPerLayer * (K - 1),
                     " tensors sdf_network(..., save=True) returned, got ", saved.size());
   const at::Tensor &u = saved[0], &jac = saved[1], &gu = saved[2];
-  check_arg(kOp, "saved[0] (u)", u, {n, net.n_in}, "[N, n_in]", &x);
+  check_arg(kOp, "saved[0] (u)", u, {n, net.n_u}, "[N, n_in + 1]", &x);
   auto layer = [&](int64_t j, int64_t what) -> const at::Tensor& { return saved[kSavedHead + kSavedPerLayer * j + what]; };
   const at::Tensor g_out = g_out_opt.has_value() && g_out_opt->defined() ? g_out_opt->contiguous() : at::Tensor();
   const at::Tensor g_grad = g_grad_opt.has_value() && g_grad_opt->defined() ? g_grad_opt->contiguous() : at::Tensor();
   if (g_out.defined()) check_arg(kOp, "g_out", g_out, {n, weights[K - 1].size(0)}, "[N, n_out]", &x);
   if (g_grad.defined()) {
     check_arg(kOp, "g_grad", g_grad, {n, 3}, "[N, 3]", &x);
-    TORCH_CHECK_VALUE(jac.numel() == n * net.m * 3 && gu.numel() == n * net.n_in, "eyefast.", kOp,
+    TORCH_CHECK_VALUE(jac.numel() == n * net.m * 3 && gu.numel() == n * net.n_u, "eyefast.", kOp,
                       ": g_grad needs the saved tensors of a forward with need_grad=True");
     check_arg(kOp, "saved[1] (J)", jac, {n, net.m, 3}, "[N, L * F, 3]", &x);
-    check_arg(kOp, "saved[2] (gu)", gu, {n, net.n_in}, "[N, n_in]", &x);
+    check_arg(kOp, "saved[2] (gu)", gu, {n, net.n_u}, "[N, n_in + 1]", &x);
   }
   for (int64_t j = 0; j + 1 < K; ++j) {
     for (int64_t w = 0; w < 3; ++w) check_arg(kOp, "saved (h, a, s)", layer(j, w), {n, weights[j].size(0)}, "[N, H]", &x);
   }
-  std::vector<at::Tensor> gW(K), gb(K);
-  std::vector<at::Tensor> P(K - 1);  // d loss / d h_j through the gradient path
-  const at::Tensor w_top = weights[K - 1].select(0, 0);
+  // The layers' product weights: the first with its bias column (u's ones column), then the others.
+  std::vector<at::Tensor> Wm(weights.begin(), weights.end());
+  Wm[0] = first_layer(weights, biases);
+  std::vector<at::Tensor> gW(K), gb(K);  // gW[0] is the first layer's [H_0, n_u] (its bias in the last column)
+  std::vector<at::Tensor> P(K - 1);      // d loss / d h_j through the gradient path
+  const at::Tensor w_top = Wm[K - 1].select(0, 0);
   auto add_top_row = [&](const at::Tensor& row) {  // gW[K-1][0, :] += row
-    if (!gW[K - 1].defined()) gW[K - 1] = at::zeros_like(weights[K - 1], at::MemoryFormat::Contiguous);
+    if (!gW[K - 1].defined()) gW[K - 1] = at::zeros_like(Wm[K - 1], at::MemoryFormat::Contiguous);
     gW[K - 1].select(0, 0).add_(row);
   };
 
   // The gradient path (grad = J^T gu, gu = gh_0 W_0, ga_j = gh_{j+1} W_{j+1}, gh_j = s_j ga_j), upwards.
   if (g_grad.defined()) {
-    at::Tensor g_gu = prepare_output(at::empty({n, net.n_in}, opt));
+    at::Tensor g_gu = prepare_output(at::empty({n, net.n_u}, opt));  // [2 G | J G | 0]
     run_jacobian(jac, g_grad, net, /*transpose=*/false, g_gu);
     if (K == 1) {
       if (need_params) add_top_row(g_gu.sum(0));
     } else {
-      at::Tensor g_gh = at::mm(g_gu, weights[0].t());
+      at::Tensor g_gh = at::mm(g_gu, Wm[0].t());
       if (need_params) add_mm_t(gW[0], layer(0, 4), g_gu);
       for (int64_t j = 0; j + 1 < K; ++j) {
         const bool top = j + 2 == K;
@@ -312,10 +329,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   at::Tensor g_a;
   if (g_out.defined()) {
     const at::Tensor& a_top = K >= 2 ? layer(K - 2, 1) : u;
-    if (K >= 2 || need_table || need_x) g_a = at::mm(g_out, weights[K - 1]);
+    if (K >= 2 || need_table || need_x) g_a = at::mm(g_out, Wm[K - 1]);
     if (need_params) {
       add_mm_t(gW[K - 1], g_out, a_top);
-      gb[K - 1] = g_out.sum(0);
+      if (K >= 2) gb[K - 1] = g_out.sum(0);  // (the first layer's bias gradient is gW[0]'s last column)
     }
   }
   for (int64_t j = K - 2; j >= 0; --j) {
@@ -329,11 +346,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
     if (!g_h.defined()) continue;
     if (need_params) {
       add_mm_t(gW[j], g_h, j > 0 ? layer(j - 1, 1) : u);
-      add_to(gb[j], g_h.sum(0));
+      if (j > 0) add_to(gb[j], g_h.sum(0));
     }
-    if (j > 0 || need_table || need_x) g_a = at::mm(g_h, weights[j]);
+    if (j > 0 || need_table || need_x) g_a = at::mm(g_h, Wm[j]);
   }
-  const at::Tensor& g_u = g_a;  // d loss / d u (undefined: none flows)
+  const at::Tensor& g_u = g_a;  // d loss / d u [N, n_u] (undefined: none flows; the last column unused)
 
   at::Tensor g_table = at::empty({0}, opt), g_x = at::empty({0}, opt);
   if (need_table) {
@@ -344,11 +361,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
       const scalar_t* gup = g_grad.defined() ? gu.data_ptr<scalar_t>() + net.col : nullptr;
       if (x.is_cuda()) {
 #ifdef EYEFAST_WITH_CUDA
-        check_cuda(kOp, cuda::hash_grid_table_grad<scalar_t>(x.data_ptr<scalar_t>(), n, lay, ge, gg, gup, net.n_in,
+        check_cuda(kOp, cuda::hash_grid_table_grad<scalar_t>(x.data_ptr<scalar_t>(), n, lay, ge, gg, gup, net.n_u,
                                                              g_table.data_ptr<scalar_t>(), current_stream(x)));
 #endif
       } else {
-        cpu::hash_grid_table_grad<scalar_t>(x.data_ptr<scalar_t>(), n, lay, ge, gg, gup, net.n_in,
+        cpu::hash_grid_table_grad<scalar_t>(x.data_ptr<scalar_t>(), n, lay, ge, gg, gup, net.n_u,
                                             g_table.data_ptr<scalar_t>());
       }
     });
@@ -387,6 +404,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   }
   std::vector<at::Tensor> g_weights, g_biases;
   if (need_params) {
+    if (gW[0].defined()) {  // split the first layer's [H_0, n_u] into its weight and its bias
+      gb[0] = gW[0].select(1, net.n_in).contiguous();
+      gW[0] = gW[0].narrow(1, 0, net.n_in).contiguous();
+    }
     for (int64_t k = 0; k < K; ++k) {
       g_weights.push_back(gW[k].defined() ? gW[k] : at::zeros_like(weights[k], at::MemoryFormat::Contiguous));
       g_biases.push_back(gb[k].defined() ? gb[k] : at::zeros_like(biases[k], at::MemoryFormat::Contiguous));

@@ -42,10 +42,10 @@ def sdf_network(x: torch.Tensor, table: torch.Tensor, scales, n_active: int, smo
 def _saved_shapes(x, table, weights, include_x, need_grad):
     n = x.shape[0]
     m = table.shape[0] * table.shape[2]
-    n_in = m + (3 if include_x else 0)
+    n_u = m + (3 if include_x else 0) + 1  # the network's inputs and a ones column (the first bias)
     e = x.new_empty(0)
-    saved = [x.new_empty(n, n_in), x.new_empty(n, m, 3) if need_grad else e,
-             x.new_empty(n, n_in) if need_grad else e]
+    saved = [x.new_empty(n, n_u), x.new_empty(n, m, 3) if need_grad else e,
+             x.new_empty(n, n_u) if need_grad else e]
     for j in range(len(weights) - 1):
         h = weights[j].shape[0]
         top = j + 2 == len(weights)

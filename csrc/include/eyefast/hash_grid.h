@@ -482,8 +482,9 @@ struct HashGridDoubleBackward {
 };
 
 // ---- the encoding inside a fused network (csrc/torch/sdf_network.cpp) ------------------------
-// The network's input row u_i = [2 x_i - 1 (3 columns, when include_x) | encoding (L*F columns)]
-// is written in place (row stride `stride`), and with it, when `jac` is given, the encoding's
+// The network's input row u_i = [2 x_i - 1 (3 columns, when include_x) | encoding (L*F columns) |
+// 1 (when ones_col >= 0: that column, the first layer's bias as a weight column)] is written in
+// place (row stride `stride`), and with it, when `jac` is given, the encoding's
 // Jacobian J_i = d encoding / d x [L*F, 3] (row-major per point: jac[(i * L*F + j) * 3 + k]).
 // The network's x-gradient then needs no second pass over the table: grad_x = J^T g (+ 2 g_x).
 template <typename T, int FS = 0, int kSmooth = -1, int kJ = -1>
@@ -495,6 +496,7 @@ struct HashGridForwardJacobian {
   int64_t stride;
   bool include_x;
   T* jac;          // [N, L*F, 3] or null
+  int64_t ones_col = -1;
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
   EF_HG_INLINE const T* read_table() const { return table; }
@@ -504,6 +506,7 @@ struct HashGridForwardJacobian {
     if (include_x) {
       for (int k = 0; k < 3; ++k) u[i * stride + k] = T(2) * x[3 * i + k] - T(1);
     }
+    if (ones_col >= 0) u[i * stride + ones_col] = T(1);
   }
   EF_HG_INLINE void zero(int64_t i, int l) const {
     const int F = features();
@@ -629,7 +632,8 @@ struct HashGridTableGrad {
 // Per point, with J [N, M, 3] (M = L*F) and rows of stride `stride` whose encoding columns start
 // at `col` (3 with include_x, else 0):
 //   transpose (kT): out[i, k] = sum_j J[i, j, k] v[i, col + j]  (+ 2 v[i, k] when col == 3)
-//   forward:        out[i, col + j] = sum_k J[i, j, k] w[i, k]   (and out[i, k] = 2 w[i, k] when col == 3)
+//   forward:        out[i, col + j] = sum_k J[i, j, k] w[i, k]   (and out[i, k] = 2 w[i, k] when col == 3;
+//                   out[i, pad_col] = 0 when pad_col >= 0)
 template <typename T, bool kT>
 struct HashGridJacobianApply {
   const T* jac;
@@ -638,6 +642,7 @@ struct HashGridJacobianApply {
   int64_t stride;
   int col;
   T* out;        // kT: [N, 3]; else [N, stride]
+  int64_t pad_col = -1;
   EF_HD void operator()(int64_t i) const {
     const T* J = jac + i * m * 3;
     if (kT) {
@@ -666,6 +671,7 @@ struct HashGridJacobianApply {
         o[2] = T(2) * w2;
       }
       for (int64_t j = 0; j < m; ++j) o[col + j] = J[3 * j] * w0 + J[3 * j + 1] * w1 + J[3 * j + 2] * w2;
+      if (pad_col >= 0) o[pad_col] = T(0);
     }
   }
 };
@@ -709,13 +715,13 @@ void hash_grid_double_backward(const T* x, int64_t n, const T* table, const Hash
 // The fused network's pieces (HashGridForwardJacobian, HashGridTableGrad, HashGridJacobianApply).
 template <typename T>
 void hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
-                                bool include_x, T* jac);
+                                bool include_x, int64_t ones_col, T* jac);
 template <typename T>
 void hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
                           int64_t stride, T* g_table);
 template <typename T>
 void hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
-                              T* out);
+                              int64_t pad_col, T* out);
 }  // namespace cpu
 
 namespace cuda {
@@ -729,13 +735,13 @@ int hash_grid_double_backward(const T* x, int64_t n, const T* table, const HashG
                               const T* gg_x, T* g_grad_out, T* g_x, T* g_table, void* stream);
 template <typename T>
 int hash_grid_forward_jacobian(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* u, int64_t stride,
-                               bool include_x, T* jac, void* stream);
+                               bool include_x, int64_t ones_col, T* jac, void* stream);
 template <typename T>
 int hash_grid_table_grad(const T* x, int64_t n, const HashGridLayout& L, const T* g_enc, const T* gg, const T* gu,
                          int64_t stride, T* g_table, void* stream);
 template <typename T>
 int hash_grid_jacobian_apply(const T* jac, int64_t n, int64_t m, const T* in, int64_t stride, int col, bool transpose,
-                             T* out, void* stream);
+                             int64_t pad_col, T* out, void* stream);
 }  // namespace cuda
 
 }  // namespace eyefast

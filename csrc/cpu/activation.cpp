@@ -18,19 +18,33 @@ void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y) {
 }
 
 template <typename T>
-void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z) {
+void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
+                        const T* wrow, T* gh) {
   const int64_t grain = std::max<int64_t>(1, kActivationGrain / std::max<int64_t>(1, H));
-  if (d) {
+  if (gh) {
     if (write_z) {
-      for_each_simd(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d}, grain);
+      for_each_simd(rows, SoftplusBiasRows<T, true, true, true>{h, bias, H, p, y, d, wrow, gh}, grain);
     } else {
-      for_each_simd(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d}, grain);
+      for_each_simd(rows, SoftplusBiasRows<T, true, false, true>{h, bias, H, p, y, d, wrow, gh}, grain);
+    }
+  } else if (d) {
+    if (write_z) {
+      for_each_simd(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d, wrow, gh}, grain);
+    } else {
+      for_each_simd(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d, wrow, gh}, grain);
     }
   } else if (write_z) {
-    for_each_simd(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d}, grain);
+    for_each_simd(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d, wrow, gh}, grain);
   } else {
-    for_each_simd(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d}, grain);
+    for_each_simd(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d, wrow, gh}, grain);
   }
+}
+
+template <typename T>
+void softplus_double_backward_rows(const T* gg, const T* grow, const T* z, int64_t rows, int64_t H,
+                                   SoftplusParams<T> p, T* g_g, T* g_z) {
+  const int64_t grain = std::max<int64_t>(1, kActivationGrain / std::max<int64_t>(1, H));
+  for_each_simd(rows, SoftplusDoubleBackwardRows<T>{gg, grow, z, H, p, g_g, g_z}, grain);
 }
 
 template <typename T>
@@ -51,7 +65,10 @@ void softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, So
 
 #define EF_INSTANTIATE(T)                                                                                    \
   template void softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*);                               \
-  template void softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool);      \
+  template void softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool,       \
+                                      const T*, T*);                                                         \
+  template void softplus_double_backward_rows<T>(const T*, const T*, const T*, int64_t, int64_t,            \
+                                                 SoftplusParams<T>, T*, T*);                                 \
   template void softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*);                    \
   template void softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*);
 EF_INSTANTIATE(float)

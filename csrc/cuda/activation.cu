@@ -13,17 +13,27 @@ int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* str
 
 template <typename T>
 int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
-                       void* stream) {
+                       const T* wrow, T* gh, void* stream) {
   // one thread per row (rows of a hidden layer are 64 wide: short loops, coalescing left to the cache)
   cudaError_t e;
-  if (d) {
-    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d}, stream)
-                : for_each_cuda(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d}, stream);
+  if (gh) {
+    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_cuda(rows, SoftplusBiasRows<T, true, false, true>{h, bias, H, p, y, d, wrow, gh}, stream);
+  } else if (d) {
+    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_cuda(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d, wrow, gh}, stream);
   } else {
-    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d}, stream)
-                : for_each_cuda(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d}, stream);
+    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_cuda(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d, wrow, gh}, stream);
   }
   return static_cast<int>(e);
+}
+
+template <typename T>
+int softplus_double_backward_rows(const T* gg, const T* grow, const T* z, int64_t rows, int64_t H,
+                                  SoftplusParams<T> p, T* g_g, T* g_z, void* stream) {
+  return static_cast<int>(
+      for_each_cuda(rows, SoftplusDoubleBackwardRows<T>{gg, grow, z, H, p, g_g, g_z}, stream));
 }
 
 template <typename T>
@@ -47,7 +57,10 @@ int softplus_double_backward(const T* gg, const T* g, const T* z, int64_t n, Sof
 
 #define EF_INSTANTIATE(T)                                                                                       \
   template int softplus_forward<T>(const T*, int64_t, SoftplusParams<T>, T*, void*);                            \
-  template int softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool, void*);  \
+  template int softplus_bias_rows<T>(T*, const T*, int64_t, int64_t, SoftplusParams<T>, T*, T*, bool,       \
+                                     const T*, T*, void*);                                                  \
+  template int softplus_double_backward_rows<T>(const T*, const T*, const T*, int64_t, int64_t,            \
+                                                SoftplusParams<T>, T*, T*, void*);                          \
   template int softplus_backward<T>(const T*, const T*, int64_t, SoftplusParams<T>, T*, void*);                 \
   template int softplus_double_backward<T>(const T*, const T*, const T*, int64_t, SoftplusParams<T>, T*, T*, \
                                            void*);

@@ -99,22 +99,48 @@ void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayo
   });
 }
 
-// h += bias (in place, when write_h), y = softplus(h + bias) and, when d is given, d = softplus'(h + bias)
-void run_softplus_bias(at::Tensor& h, const at::Tensor& bias, double beta, at::Tensor& y, at::Tensor* d,
-                       bool write_h) {
+// h += bias (in place, when write_h), y = softplus(h + bias) and, when d is given, d = softplus'(h + bias);
+// when gh is given (with d), gh = d * wrow (per column).
+void run_softplus_bias(at::Tensor& h, const at::Tensor& bias, double beta, at::Tensor& y, at::Tensor* d, bool write_h,
+                       const at::Tensor* wrow = nullptr, at::Tensor* gh = nullptr) {
   const at::Tensor b = bias.contiguous();
+  const at::Tensor w = wrow ? wrow->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "eyefast_sdf_network_softplus_bias", [&] {
     const SoftplusParams<scalar_t> p{static_cast<scalar_t>(beta), static_cast<scalar_t>(kSoftplusThreshold)};
     scalar_t* dp = d ? d->data_ptr<scalar_t>() : nullptr;
+    const scalar_t* wp = gh ? w.data_ptr<scalar_t>() : nullptr;
+    scalar_t* ghp = gh ? gh->data_ptr<scalar_t>() : nullptr;
     if (h.is_cuda()) {
 #ifdef EYEFAST_WITH_CUDA
       check_cuda("sdf_network", cuda::softplus_bias_rows<scalar_t>(h.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(),
                                                                    h.size(0), h.size(1), p, y.data_ptr<scalar_t>(), dp,
-                                                                   write_h, current_stream(h)));
+                                                                   write_h, wp, ghp, current_stream(h)));
 #endif
     } else {
       cpu::softplus_bias_rows<scalar_t>(h.data_ptr<scalar_t>(), b.data_ptr<scalar_t>(), h.size(0), h.size(1), p,
-                                        y.data_ptr<scalar_t>(), dp, write_h);
+                                        y.data_ptr<scalar_t>(), dp, write_h, wp, ghp);
+    }
+  });
+}
+
+// g_g = gg softplus'(h), g_z = gg grow softplus''(h), with grow [H] the same for every row
+void run_softplus_dbwd_rows(const at::Tensor& gg, const at::Tensor& grow_in, const at::Tensor& h, double beta,
+                            at::Tensor& g_g, at::Tensor& g_z) {
+  const at::Tensor grow = grow_in.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "eyefast_sdf_network_softplus2_rows", [&] {
+    const SoftplusParams<scalar_t> p{static_cast<scalar_t>(beta), static_cast<scalar_t>(kSoftplusThreshold)};
+    if (h.is_cuda()) {
+#ifdef EYEFAST_WITH_CUDA
+      check_cuda("sdf_network_backward",
+                 cuda::softplus_double_backward_rows<scalar_t>(gg.data_ptr<scalar_t>(), grow.data_ptr<scalar_t>(),
+                                                               h.data_ptr<scalar_t>(), h.size(0), h.size(1), p,
+                                                               g_g.data_ptr<scalar_t>(), g_z.data_ptr<scalar_t>(),
+                                                               current_stream(h)));
+#endif
+    } else {
+      cpu::softplus_double_backward_rows<scalar_t>(gg.data_ptr<scalar_t>(), grow.data_ptr<scalar_t>(),
+                                                   h.data_ptr<scalar_t>(), h.size(0), h.size(1), p,
+                                                   g_g.data_ptr<scalar_t>(), g_z.data_ptr<scalar_t>());
     }
   });
 }
@@ -189,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   const bool keep_s = need_grad || save;
   std::vector<at::Tensor> hs, as, ss;
   at::Tensor a = u;
+  at::Tensor gh_top;  // d out_0 / d h of the last hidden layer, from its activation's pass
   for (int64_t k = 0; k + 1 < K; ++k) {
     // the product alone (layer 0's includes its bias through u's ones column); the bias of the others
     // is added by the activation's pass (addmm would first copy the bias into every row, then
@@ -196,7 +223,14 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     at::Tensor h = at::mm(a, (k == 0 ? w0 : weights[k]).t());
     at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none;
     const at::Tensor bias = k == 0 ? at::zeros_like(biases[0]) : biases[k];
-    run_softplus_bias(h, bias, beta, y, keep_s ? &s : nullptr, /*write_h=*/save && k > 0);
+    const bool top = k + 2 == K;
+    if (top && need_grad) {
+      gh_top = prepare_output(at::empty_like(h));
+      const at::Tensor wrow = weights[K - 1].select(0, 0);
+      run_softplus_bias(h, bias, beta, y, &s, /*write_h=*/save && k > 0, &wrow, &gh_top);
+    } else {
+      run_softplus_bias(h, bias, beta, y, keep_s ? &s : nullptr, /*write_h=*/save && k > 0);
+    }
     hs.push_back(h);
     as.push_back(y);
     ss.push_back(s);
@@ -211,7 +245,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     if (K == 1) {
       gu = w_top.unsqueeze(0).expand({n, net.n_u}).contiguous();
     } else {
-      at::Tensor gh = ss[K - 2] * w_top;
+      at::Tensor gh = gh_top;  // = s_{K-2} * w_top
       ghs[K - 2] = gh;
       for (int64_t j = K - 3; j >= 0; --j) {
         at::Tensor ga = at::mm(gh, weights[j + 1]);
@@ -311,9 +345,12 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
       if (need_params) add_mm_t(gW[0], layer(0, 4), g_gu);
       for (int64_t j = 0; j + 1 < K; ++j) {
         const bool top = j + 2 == K;
-        const at::Tensor ga = top ? w_top.unsqueeze(0).expand({n, weights[j].size(0)}).contiguous() : layer(j, 3);
         at::Tensor g_ga = prepare_output(at::empty_like(g_gh)), p = prepare_output(at::empty_like(g_gh));
-        run_softplus_dbwd(g_gh, ga, layer(j, 0), beta, g_ga, p);
+        if (top) {  // ga_{K-2} is the row W_{K-1}[0] for every point
+          run_softplus_dbwd_rows(g_gh, w_top, layer(j, 0), beta, g_ga, p);
+        } else {
+          run_softplus_dbwd(g_gh, layer(j, 3), layer(j, 0), beta, g_ga, p);
+        }
         P[j] = p;
         if (!top) {
           g_gh = at::mm(g_ga, weights[j + 1].t());

@@ -54,8 +54,10 @@ struct SoftplusForward {
 
 // Row-wise, with a bias: z = h[r, c] + bias[c] over rows r of H columns (a linear layer's product
 // h = a W^T, its bias added here rather than by a separate pass), y = softplus(z), and with kDeriv
-// d = softplus'(z); with kWriteZ, z is stored back into h (the pre-activation a backward needs).
-template <typename T, bool kDeriv, bool kWriteZ>
+// d = softplus'(z); with kWriteZ, z is stored back into h (the pre-activation a backward needs); with
+// kGh (needs kDeriv), also gh = d * wrow[c] (a gradient pass's first step: d out / d z for the output
+// row wrow of the next layer).
+template <typename T, bool kDeriv, bool kWriteZ, bool kGh = false>
 struct SoftplusBiasRows {
   T* h;            // [rows, H]
   const T* bias;   // [H]
@@ -63,10 +65,13 @@ struct SoftplusBiasRows {
   SoftplusParams<T> p;
   T* y;            // [rows, H]
   T* d;            // [rows, H] (kDeriv)
+  const T* wrow;   // [H] (kGh)
+  T* gh;           // [rows, H] (kGh)
   EF_HD void operator()(int64_t r) const {
     T* hr = h + r * H;
     T* yr = y + r * H;
     T* dr = kDeriv ? d + r * H : nullptr;
+    T* ghr = kGh ? gh + r * H : nullptr;
     for (int64_t c = 0; c < H; ++c) {
       const T zi = hr[c] + bias[c];
       const T t = zi * p.beta;
@@ -78,8 +83,35 @@ struct SoftplusBiasRows {
       if (kDeriv) {
         T s, sc;
         ef_sigmoid_pair(t, e, s, sc);
-        dr[c] = t > p.threshold ? T(1) : s;
+        const T di = t > p.threshold ? T(1) : s;
+        dr[c] = di;
+        if (kGh) ghr[c] = di * wrow[c];
       }
+    }
+  }
+};
+
+// SoftplusDoubleBackward with g the same row grow [H] for every row (g = d out / d y for the output
+// row of the next layer): g_g = gg softplus'(z), g_z = gg grow[c] softplus''(z), rows of H columns.
+template <typename T>
+struct SoftplusDoubleBackwardRows {
+  const T* gg;    // [rows, H]
+  const T* grow;  // [H]
+  const T* z;     // [rows, H]
+  int64_t H;
+  SoftplusParams<T> p;
+  T* g_g;         // [rows, H]
+  T* g_z;         // [rows, H]
+  EF_HD void operator()(int64_t r) const {
+    const int64_t o = r * H;
+    for (int64_t c = 0; c < H; ++c) {
+      const T t = z[o + c] * p.beta;
+      const T at = t >= T(0) ? t : -t;
+      T s, sc;
+      ef_sigmoid_pair(t, ef_exp_nonpos(-at), s, sc);
+      const T ggi = gg[o + c];
+      g_g[o + c] = ggi * (t > p.threshold ? T(1) : s);
+      g_z[o + c] = (((ggi * grow[c]) * (s * sc)) * p.beta) * T(t < p.threshold ? 1 : 0);
     }
   }
 };
@@ -129,9 +161,14 @@ struct SoftplusDoubleBackward {
 namespace cpu {
 template <typename T>
 void softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y);
-// SoftplusBiasRows over `rows` rows; d null: no derivative; write_z: h += bias in place.
+// SoftplusBiasRows over `rows` rows; d null: no derivative; write_z: h += bias in place; gh non-null
+// (needs d): gh = d * wrow.
 template <typename T>
-void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z);
+void softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
+                        const T* wrow, T* gh);
+template <typename T>
+void softplus_double_backward_rows(const T* gg, const T* grow, const T* z, int64_t rows, int64_t H,
+                                   SoftplusParams<T> p, T* g_g, T* g_z);
 template <typename T>
 void softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out);
 template <typename T>
@@ -143,7 +180,10 @@ template <typename T>
 int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream);
 template <typename T>
 int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
-                       void* stream);
+                       const T* wrow, T* gh, void* stream);
+template <typename T>
+int softplus_double_backward_rows(const T* gg, const T* grow, const T* z, int64_t rows, int64_t H,
+                                  SoftplusParams<T> p, T* g_g, T* g_z, void* stream);
 template <typename T>
 int softplus_backward(const T* g, const T* z, int64_t n, SoftplusParams<T> p, T* out, void* stream);
 template <typename T>

@@ -79,7 +79,8 @@ def test_forward_and_gradient_match_reference(device, case, n_active):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", range(len(CASES)))
 @pytest.mark.parametrize("use", [(True, True), (True, False), (False, True)])
-def test_backward_matches_reference(device, case, use):
+@pytest.mark.parametrize("n_active,smooth", [(6, True), (3, False)])
+def test_backward_matches_reference(device, case, use, n_active, smooth):
     kw = CASES[case]
     inc = kw.get("include_x", True)
     for dtype, tol in ((torch.float64, 1e-11), (torch.float32, 2e-5)):
@@ -94,7 +95,7 @@ def test_backward_matches_reference(device, case, use):
                 xs, ts = xs.detach().double().requires_grad_(True), ts.detach().double().requires_grad_(True)
                 wl = [w.detach().double().requires_grad_(True) for w in wl]
                 bl = [b.detach().double().requires_grad_(True) for b in bl]
-            out, grad = fn(xs, ts, scales, 6, True, wl, bl, 10.0, inc)
+            out, grad = fn(xs, ts, scales, n_active, smooth, wl, bl, 10.0, inc)
             wo, wg = _loss_weights(out.double(), grad.double())
             loss = _loss(out, grad, wo.to(out), wg.to(grad), *use)
             results.append(torch.autograd.grad(loss, [xs, ts, *wl, *bl], allow_unused=True))
@@ -152,13 +153,59 @@ def test_saved_tensors_and_backward_op_match_autograd():
     xs, ts = x.clone().requires_grad_(True), table.clone().requires_grad_(True)
     wl, bl = [w.clone().requires_grad_(True) for w in ws], [b.clone().requires_grad_(True) for b in bs]
     o2, g2 = ref_sdf_network(xs, ts, scales, 3, True, wl, bl, 5.0)
-    ref = torch.autograd.grad((o2 * g_out).sum() + (g2 * g_grad).sum(), [xs, ts, *wl, *bl])
+    ref = torch.autograd.grad((o2 * g_out).sum() + (g2 * g_grad).sum(), [xs, ts, *wl, *bl], retain_graph=True)
     for a, b in zip([gx, gt, *gw, *gb], ref):
         assert rel_err(a, b) < 1e-11
-    # without need flags: empty outputs
-    gx, gt, gw, gb = torch.ops.eyefast.sdf_network_backward(g_out, None, x, table, sc, 3, True, ws, bs, 5.0, True,
-                                                            saved, False, True, False)
-    assert gx.numel() == 0 and gw == [] and gb == []
+    # partial need flags: the same values, and empty outputs for the others
+    gx2, gt2, gw2, gb2 = torch.ops.eyefast.sdf_network_backward(g_out, g_grad, x, table, sc, 3, True, ws, bs, 5.0,
+                                                                True, saved, False, True, False)
+    assert gx2.numel() == 0 and gw2 == [] and gb2 == [] and torch.equal(gt2, gt)
+    gx3, gt3, gw3, gb3 = torch.ops.eyefast.sdf_network_backward(g_out, g_grad, x, table, sc, 3, True, ws, bs, 5.0,
+                                                                True, saved, True, False, True)
+    assert gt3.numel() == 0 and torch.equal(gx3, gx)
+    assert all(torch.equal(a, b) for a, b in zip(gw3 + gb3, gw + gb))
+    # only the value path (no g_grad), against the reference
+    gx4, gt4, gw4, gb4 = torch.ops.eyefast.sdf_network_backward(g_out, None, x, table, sc, 3, True, ws, bs, 5.0, True,
+                                                                saved, True, True, True)
+    ref = torch.autograd.grad((o2 * g_out).sum(), [xs, ts, *wl, *bl])
+    for a, b in zip([gx4, gt4, *gw4, *gb4], ref):
+        assert rel_err(a, b) < 1e-11
+
+
+def test_save_in_grad_mode_keeps_the_graph():
+    # save=True under autograd: the saved tensors come out as well (not differentiable), the graph stays
+    x, table, scales, ws, bs = _net(n=30, levels=3, log2_t=5, dims=(6, 6, 3))
+    sc = [float(s) for s in scales]
+    table.requires_grad_(True)
+    out, grad, saved = torch.ops.eyefast.sdf_network(x, table, sc, 3, True, ws, bs, 5.0, True, True, True)
+    assert out.requires_grad and grad.requires_grad and len(saved) == 13
+    assert not any(t.requires_grad for t in saved)
+    (g,) = torch.autograd.grad(out.sum() + grad.square().sum(), table)
+    o2, g2 = sdf_network(x, table, scales, 3, True, ws, bs, 5.0)
+    (g_ref,) = torch.autograd.grad(o2.sum() + g2.square().sum(), table)
+    assert torch.equal(g, g_ref)
+
+
+def test_empty_batch():
+    # N = 0 (a batch whose rays all miss): forward, and a backward through both outputs
+    x, table, scales, ws, bs = _net(n=0, levels=3, log2_t=5, dims=(6, 6, 3), outside=False)
+    table.requires_grad_(True)
+    ws = [w.requires_grad_(True) for w in ws]
+    out, grad = sdf_network(x, table, scales, 3, True, ws, bs, 5.0)
+    assert out.shape == (0, 3) and grad.shape == (0, 3)
+    gt, *gw = torch.autograd.grad(out.sum() + ((grad.norm(dim=-1) - 1.0) ** 2).sum(), [table, *ws])
+    assert not gt.any() and not any(g.any() for g in gw)
+
+
+def test_unused_empty_grad_in_the_loss():
+    # need_grad=False returns grad [0, 3]; a loss that still includes it must work
+    x, table, scales, ws, bs = _net(n=25, levels=3, log2_t=5, dims=(6, 3))
+    table.requires_grad_(True)
+    out, grad = sdf_network(x, table, scales, 3, True, ws, bs, 5.0, need_grad=False)
+    (g,) = torch.autograd.grad(out.sum() + grad.sum(), table)
+    o2, _ = ref_sdf_network(x, table, scales, 3, True, ws, bs, 5.0, need_grad=False)
+    (g_ref,) = torch.autograd.grad(o2.sum(), table)
+    assert rel_err(g, g_ref) < 1e-12
 
 
 def test_opcheck():
@@ -167,7 +214,7 @@ def test_opcheck():
     x.requires_grad_(True)
     table.requires_grad_(True)
     ws = [w.requires_grad_(True) for w in ws]
-    for need_grad, save in ((True, False), (False, False), (True, True)):
+    for need_grad, save in ((True, False), (False, False), (True, True), (False, True)):
         torch.library.opcheck(torch.ops.eyefast.sdf_network, (x, table, sc, 3, True, ws, bs, 5.0, True, need_grad, save),
                               test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     with torch.no_grad():

@@ -206,10 +206,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   std::optional<c10::cuda::CUDAGuard> guard;  // the raw launches run on x's device
   if (x.is_cuda()) guard.emplace(x.device());
 #endif
-  const at::Tensor none = at::empty({0}, opt);
+  // an absent saved tensor: a fresh empty one per slot (the op's outputs must not alias each other)
+  auto none = [&] { return at::empty({0}, opt); };
   // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
   at::Tensor u = prepare_output(at::empty({n, net.n_u}, opt));
-  at::Tensor jac = need_grad ? prepare_output(at::empty({n, net.m, 3}, opt)) : none;
+  at::Tensor jac = need_grad ? prepare_output(at::empty({n, net.m, 3}, opt)) : none();
   run_encode(x, table, lay, u, net, include_x, need_grad ? &jac : nullptr);
   const at::Tensor w0 = first_layer(weights, biases);
   const bool keep_s = need_grad || save;
@@ -221,7 +222,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     // is added by the activation's pass (addmm would first copy the bias into every row, then
     // accumulate the product onto it)
     at::Tensor h = at::mm(a, (k == 0 ? w0 : weights[k]).t());
-    at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none;
+    at::Tensor y = prepare_output(at::empty_like(h)), s = keep_s ? prepare_output(at::empty_like(h)) : none();
     const at::Tensor bias = k == 0 ? at::zeros_like(biases[0]) : biases[k];
     const bool top = k + 2 == K;
     if (top && need_grad) {
@@ -238,9 +239,13 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   }
   at::Tensor out = K == 1 ? at::mm(u, w0.t()) : at::addmm(biases[K - 1], a, weights[K - 1].t());
   at::Tensor grad = prepare_output(at::empty({need_grad ? n : 0, 3}, opt));
-  at::Tensor gu = none;
-  std::vector<at::Tensor> gas(K - 1, none), ghs(K - 1, none);
-  if (need_grad && n > 0) {
+  at::Tensor gu = none();
+  std::vector<at::Tensor> gas, ghs;
+  for (int64_t j = 0; j + 1 < K; ++j) {
+    gas.push_back(none());
+    ghs.push_back(none());
+  }
+  if (need_grad) {  // (also for N = 0: [0, H] tensors, as the backward and the fake expect)
     const at::Tensor w_top = (K == 1 ? w0 : weights[K - 1]).select(0, 0);  // d out_0 / d a_{K-1}
     if (K == 1) {
       gu = w_top.unsqueeze(0).expand({n, net.n_u}).contiguous();
@@ -256,8 +261,6 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
       gu = at::mm(gh, w0);  // [N, n_u]; its last column (d out_0 / d of the ones column) is unused
     }
     run_jacobian(jac, gu, net, /*transpose=*/true, grad);
-  } else if (need_grad) {
-    gu = at::empty({0, net.n_u}, opt);
   }
   std::vector<at::Tensor> saved;
   if (save) {
@@ -322,6 +325,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   }
   for (int64_t j = 0; j + 1 < K; ++j) {
     for (int64_t w = 0; w < 3; ++w) check_arg(kOp, "saved (h, a, s)", layer(j, w), {n, weights[j].size(0)}, "[N, H]", &x);
+    if (g_grad.defined()) {  // the gradient pass's ga_j (not of the last hidden layer: a broadcast row) and gh_j
+      if (j + 2 < K) check_arg(kOp, "saved (ga)", layer(j, 3), {n, weights[j].size(0)}, "[N, H]", &x);
+      check_arg(kOp, "saved (gh)", layer(j, 4), {n, weights[j].size(0)}, "[N, H]", &x);
+    }
   }
   // The layers' product weights: the first with its bias column (u's ones column), then the others.
   std::vector<at::Tensor> Wm(weights.begin(), weights.end());
@@ -501,9 +508,11 @@ class BackwardFn : public torch::autograd::Function<BackwardFn> {
 
 class ForwardFn : public torch::autograd::Function<ForwardFn> {
  public:
+  // return_saved: the saved tensors also come out, after (out, grad), as non-differentiable outputs.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& table,
                                at::TensorList weights, at::TensorList biases, std::vector<double> scales,
-                               int64_t n_active, bool smoothstep, double beta, bool include_x, bool need_grad) {
+                               int64_t n_active, bool smoothstep, double beta, bool include_x, bool need_grad,
+                               bool return_saved) {
     at::AutoDispatchBelowADInplaceOrView guard;
     auto r = forward_op().call(x, table, scales, n_active, smoothstep, weights, biases, beta, include_x, need_grad,
                                /*save=*/true);
@@ -512,6 +521,7 @@ class ForwardFn : public torch::autograd::Function<ForwardFn> {
     for (const auto& t : biases) keep.push_back(t);
     for (auto& t : std::get<2>(r)) keep.push_back(t);
     ctx->save_for_backward(keep);
+    ctx->saved_data["need_grad"] = need_grad;
     ctx->saved_data["K"] = static_cast<int64_t>(weights.size());
     ctx->saved_data["scales"] = scales;
     ctx->saved_data["n_active"] = n_active;
@@ -519,15 +529,23 @@ class ForwardFn : public torch::autograd::Function<ForwardFn> {
     ctx->saved_data["beta"] = beta;
     ctx->saved_data["include_x"] = include_x;
     ctx->set_materialize_grads(false);
-    return {std::get<0>(r), std::get<1>(r)};
+    variable_list outs{std::get<0>(r), std::get<1>(r)};
+    if (return_saved) {
+      variable_list extra(std::get<2>(r).begin(), std::get<2>(r).end());
+      ctx->mark_non_differentiable(extra);
+      outs.insert(outs.end(), extra.begin(), extra.end());
+    }
+    return outs;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const int64_t K = ctx->saved_data["K"].toInt();
+    // grad is an empty [0, 3] without need_grad: a loss may still touch it (a defined, empty gradient)
+    if (!ctx->saved_data["need_grad"].toBool()) grads[1] = at::Tensor();
     const bool n_x = ctx->needs_input_grad(0), n_t = ctx->needs_input_grad(1);
     bool n_p = false;
     for (int64_t k = 0; k < 2 * K; ++k) n_p = n_p || ctx->needs_input_grad(2 + k);
-    variable_list result(2 + 2 * K + 6);
+    variable_list result(2 + 2 * K + 7);
     const bool any = grads[0].defined() || grads[1].defined();
     if (!any || !(n_x || n_t || n_p)) return result;
     const auto s = ctx->get_saved_variables();
@@ -557,14 +575,15 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network_autograd
   bool track = at::GradMode::is_enabled() && (x.requires_grad() || table.requires_grad());
   for (const auto& t : weights) track = track || (at::GradMode::is_enabled() && t.requires_grad());
   for (const auto& t : biases) track = track || (at::GradMode::is_enabled() && t.requires_grad());
-  if (!track || save) {
-    // Nothing to record (or a caller that wants the saved tensors, e.g. opcheck): no autograd node.
+  if (!track) {  // nothing to record
     at::AutoDispatchBelowADInplaceOrView guard;
     return forward_op().call(x, table, scales, n_active, smoothstep, weights, biases, beta, include_x, need_grad,
                              save);
   }
-  auto r = ForwardFn::apply(x, table, weights, biases, scales.vec(), n_active, smoothstep, beta, include_x, need_grad);
-  return {r[0], r[1], {}};
+  auto r = ForwardFn::apply(x, table, weights, biases, scales.vec(), n_active, smoothstep, beta, include_x, need_grad,
+                            save);
+  std::vector<at::Tensor> saved(r.begin() + 2, r.end());  // (empty without save)
+  return {r[0], r[1], saved};
 }
 
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> sdf_network_backward_autograd(

@@ -43,14 +43,16 @@ def _saved_shapes(x, table, weights, include_x, need_grad):
     n = x.shape[0]
     m = table.shape[0] * table.shape[2]
     n_u = m + (3 if include_x else 0) + 1  # the network's inputs and a ones column (the first bias)
-    e = x.new_empty(0)
-    saved = [x.new_empty(n, n_u), x.new_empty(n, m, 3) if need_grad else e,
-             x.new_empty(n, n_u) if need_grad else e]
+    def e():  # an absent tensor: a fresh empty one per slot, as the op returns (outputs do not alias)
+        return x.new_empty(0)
+
+    saved = [x.new_empty(n, n_u), x.new_empty(n, m, 3) if need_grad else e(),
+             x.new_empty(n, n_u) if need_grad else e()]
     for j in range(len(weights) - 1):
         h = weights[j].shape[0]
         top = j + 2 == len(weights)
         saved += [x.new_empty(n, h), x.new_empty(n, h), x.new_empty(n, h),
-                  x.new_empty(n, h) if need_grad and not top else e, x.new_empty(n, h) if need_grad else e]
+                  x.new_empty(n, h) if need_grad and not top else e(), x.new_empty(n, h) if need_grad else e()]
     return saved
 
 

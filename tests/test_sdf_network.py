@@ -271,3 +271,21 @@ def test_backends_agree_through_the_model():
         assert rel_err(a, b) < 1e-12
     for a, b in zip(res["eyefast"][3], res["reference"][3]):
         assert rel_err(a, b) < 1e-11
+
+
+def test_onednn_and_mkl_products_agree():
+    # float32 CPU products go through oneDNN's linear unless torch.backends.mkldnn is off (then at::mm)
+    x, table, scales, ws, bs = _net(torch.float32, n=500, levels=4, log2_t=8, dims=(64, 64, 16))
+    table.requires_grad_(True)
+    ws = [w.requires_grad_(True) for w in ws]
+
+    def run():
+        out, grad = sdf_network(x, table, scales, 4, True, ws, bs, 10.0)
+        loss = out.square().sum() + ((grad.norm(dim=-1) - 1.0) ** 2).sum()
+        return [out.detach(), grad.detach(), *torch.autograd.grad(loss, [table, *ws])]
+
+    a = run()
+    with torch.backends.mkldnn.flags(enabled=False):
+        b = run()
+    for u, v in zip(a, b):
+        assert rel_err(u, v) < 1e-5

@@ -246,7 +246,11 @@ template <typename T>
 void hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out) {
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
     hash_grid_dispatch_flag(L.smoothstep, [&](auto sm) {
-      run_tiled(n, HashGridForward<T, decltype(fs)::value, decltype(sm)::value>{x, table, L, out}, L.n_levels);
+      // the fused network's encoding body with output rows of stride L*F and no Jacobian
+      run_tiled(n,
+                HashGridForwardJacobian<T, decltype(fs)::value, decltype(sm)::value, 0>{
+                    x, table, L, out, static_cast<int64_t>(L.n_levels) * L.n_features, false, nullptr},
+                L.n_levels);
     });
   });
 }

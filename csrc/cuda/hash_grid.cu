@@ -21,7 +21,10 @@ template <typename T>
 int hash_grid_forward(const T* x, int64_t n, const T* table, const HashGridLayout& L, T* out, void* stream) {
   cudaError_t e = cudaSuccess;
   hash_grid_dispatch_features(L.n_features, [&](auto fs) {
-    e = for_each_cuda(n, HashGridForward<T, decltype(fs)::value>{x, table, L, out}, stream);
+    e = for_each_cuda(n,
+                      HashGridForwardJacobian<T, decltype(fs)::value, -1, 0>{
+                          x, table, L, out, static_cast<int64_t>(L.n_levels) * L.n_features, false, nullptr},
+                      stream);
   });
   return static_cast<int>(e);
 }

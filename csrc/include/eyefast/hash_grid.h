@@ -275,56 +275,6 @@ EF_HG_INLINE void hash_grid_scatter(T* p, T v, bool atomic) {
 // table gradients scatter atomically (run time: the `atomic` member). Weights multiply as (a_x a_y) a_z, so sharing
 // the x-y products between corners c and c + 4 rounds as the reference does.
 
-template <typename T, int FS = 0, int kSmooth = -1>
-struct HashGridForward {
-  const T* x;      // [N, 3]
-  const T* table;  // [L, T, F]
-  HashGridLayout L;
-  T* out;          // [N, L*F]
-
-  EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
-  // Tables whose corner rows a point reads / updates (the CPU launcher may prefetch them).
-  EF_HG_INLINE const T* read_table() const { return table; }
-  EF_HG_INLINE T* update_table() const { return nullptr; }
-  EF_HG_INLINE void begin(int64_t) const {}
-  EF_HG_INLINE void zero(int64_t i, int l) const {
-    const int F = features();
-    T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
-    for (int f = 0; f < F; ++f) o[f] = T(0);
-  }
-  template <int kDense, int kAtomic = -1>  // kAtomic: unused (no scatter)
-  EF_HG_INLINE void at_level(int64_t i, int l, const HashGridLevel<T>& lv) const {
-    const int F = features();
-    HashGridPoint<T> q;
-    hash_grid_point<T, 0>(x + 3 * i, lv.s, hash_grid_flag(kSmooth, L.smoothstep), q);
-    uint32_t row[8];
-    hash_grid_rows<kDense>(lv.res, lv.mask, q.base, row);
-    T wxy[4];
-    for (int j = 0; j < 4; ++j) wxy[j] = q.a[0][j & 1] * q.a[1][j >> 1];
-    T acc[kHashGridMaxFeatures];
-    for (int f = 0; f < F; ++f) acc[f] = T(0);
-    const T* tl = table + lv.off;
-    EF_HG_UNROLL
-    for (int c = 0; c < 8; ++c) {
-      const T w = wxy[c & 3] * q.a[2][c >> 2];
-      const T* r = tl + static_cast<int64_t>(row[c]) * F;
-      EF_HG_UNROLL
-      for (int f = 0; f < F; ++f) acc[f] += w * r[f];
-    }
-    T* o = out + i * static_cast<int64_t>(L.n_levels) * F + l * F;
-    for (int f = 0; f < F; ++f) o[f] = acc[f];
-  }
-  EF_HD void operator()(int64_t i) const {
-    for (int l = 0; l < L.n_levels; ++l) {
-      if (l < L.n_active) {
-        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
-      } else {
-        zero(i, l);
-      }
-    }
-  }
-};
-
 // Backward: grad_table[l, row, f] += w * g[l, f] (atomics), grad_x[i] = sum dw/dx <row, g>.
 template <typename T, int FS = 0, int kSmooth = -1, int kX = -1, int kTable = -1>
 struct HashGridBackward {
@@ -481,7 +431,8 @@ struct HashGridDoubleBackward {
   }
 };
 
-// ---- the encoding inside a fused network (csrc/torch/sdf_network.cpp) ------------------------
+// ---- the forward (hash_grid_encode: rows of stride L*F, no Jacobian) and the encoding inside a
+// fused network (csrc/torch/sdf_network.cpp) ----------------------------------------------------
 // The network's input row u_i = [2 x_i - 1 (3 columns, when include_x) | encoding (L*F columns) |
 // 1 (when ones_col >= 0: that column, the first layer's bias as a weight column)] is written in
 // place (row stride `stride`), and with it, when `jac` is given, the encoding's

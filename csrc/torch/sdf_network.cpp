@@ -114,6 +114,24 @@ at::Tensor linear_nt(const at::Tensor& x, const at::Tensor& w, const at::Tensor*
   return bias ? at::addmm(*bias, x, w.t()) : at::mm(x, w.t());
 }
 
+// What both ops check and set up first: the hash-grid layout, the network's shapes, and (CUDA) x's
+// device for the raw launches, held for the op's lifetime.
+struct OpSetup {
+  HashGridLayout lay;
+  Net net;
+#ifdef EYEFAST_WITH_CUDA
+  std::optional<c10::cuda::CUDAGuard> guard;
+#endif
+  OpSetup(const char* op, const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales, int64_t n_active,
+          bool smoothstep, at::TensorList weights, at::TensorList biases, double beta, bool include_x)
+      : lay(hash_grid_make_layout(op, x, table, scales, n_active, smoothstep)),
+        net(check_net(op, x, lay, weights, biases, beta, include_x)) {
+#ifdef EYEFAST_WITH_CUDA
+    if (x.is_cuda()) guard.emplace(x.device());
+#endif
+  }
+};
+
 // ---- device dispatch of the kernels -----------------------------------------------------------
 
 void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayout& lay, at::Tensor& u, const Net& net,
@@ -232,14 +250,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
     const at::Tensor& x, const at::Tensor& table, at::ArrayRef<double> scales, int64_t n_active, bool smoothstep,
     at::TensorList weights, at::TensorList biases, double beta, bool include_x, bool need_grad, bool save) {
   constexpr const char* kOp = "sdf_network";
-  const HashGridLayout lay = hash_grid_make_layout(kOp, x, table, scales, n_active, smoothstep);
-  const Net net = check_net(kOp, x, lay, weights, biases, beta, include_x);
+  const OpSetup setup(kOp, x, table, scales, n_active, smoothstep, weights, biases, beta, include_x);
+  const HashGridLayout& lay = setup.lay;
+  const Net& net = setup.net;
   const int64_t n = net.n, K = net.K;
   const auto opt = x.options();
-#ifdef EYEFAST_WITH_CUDA
-  std::optional<c10::cuda::CUDAGuard> guard;  // the raw launches run on x's device
-  if (x.is_cuda()) guard.emplace(x.device());
-#endif
   // an absent saved tensor: a fresh empty one per slot (the op's outputs must not alias each other)
   auto none = [&] { return at::empty({0}, opt); };
   // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
@@ -333,14 +348,11 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
     at::TensorList biases, double beta, bool include_x, at::TensorList saved, bool need_x, bool need_table,
     bool need_params) {
   constexpr const char* kOp = "sdf_network_backward";
-  const HashGridLayout lay = hash_grid_make_layout(kOp, x, table, scales, n_active, smoothstep);
-  const Net net = check_net(kOp, x, lay, weights, biases, beta, include_x);
+  const OpSetup setup(kOp, x, table, scales, n_active, smoothstep, weights, biases, beta, include_x);
+  const HashGridLayout& lay = setup.lay;
+  const Net& net = setup.net;
   const int64_t n = net.n, K = net.K;
   const auto opt = x.options();
-#ifdef EYEFAST_WITH_CUDA
-  std::optional<c10::cuda::CUDAGuard> guard;  // the raw launches run on x's device
-  if (x.is_cuda()) guard.emplace(x.device());
-#endif
   TORCH_CHECK_VALUE(static_cast<int64_t>(saved.size()) == kSavedHead + kSavedPerLayer * (K - 1), "eyefast.", kOp,
                     ": saved must hold the ", kSavedHead + kSavedPerLayer * (K - 1),
                     " tensors sdf_network(..., save=True) returned, got ", saved.size());

@@ -275,6 +275,21 @@ EF_HG_INLINE void hash_grid_scatter(T* p, T v, bool atomic) {
 // table gradients scatter atomically (run time: the `atomic` member). Weights multiply as (a_x a_y) a_z, so sharing
 // the x-y products between corners c and c + 4 rounds as the reference does.
 
+// One point at every level (the CUDA launchers' operator()(i)): begin, then each active level, and
+// zeros for the inactive ones.
+template <class Body>
+EF_HG_INLINE void hash_grid_point_all_levels(const Body& b, int64_t i) {
+  using T = typename std::remove_cv<typename std::remove_pointer<decltype(b.x)>::type>::type;
+  b.begin(i);
+  for (int l = 0; l < b.L.n_levels; ++l) {
+    if (l < b.L.n_active) {
+      b.template at_level<-1>(i, l, hash_grid_level<T>(b.L, l, b.features()));
+    } else {
+      b.zero(i, l);
+    }
+  }
+}
+
 // Backward: grad_table[l, row, f] += w * g[l, f] (atomics), grad_x[i] = sum dw/dx <row, g>.
 template <typename T, int FS = 0, int kSmooth = -1, int kX = -1, int kTable = -1>
 struct HashGridBackward {
@@ -419,16 +434,7 @@ struct HashGridDoubleBackward {
     }
     for (int f = 0; f < F; ++f) g_grad_out[rowoff + f] = acc[f];
   }
-  EF_HD void operator()(int64_t i) const {
-    begin(i);
-    for (int l = 0; l < L.n_levels; ++l) {
-      if (l < L.n_active) {
-        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
-      } else {
-        zero(i, l);
-      }
-    }
-  }
+  EF_HD void operator()(int64_t i) const { hash_grid_point_all_levels(*this, i); }
 };
 
 // ---- the forward (hash_grid_encode: rows of stride L*F, no Jacobian) and the encoding inside a
@@ -500,16 +506,7 @@ struct HashGridForwardJacobian {
       for (int f = 0; f < F; ++f) hash_grid_corner_grad(q, tv[f], jr + 3 * f);
     }
   }
-  EF_HD void operator()(int64_t i) const {
-    begin(i);
-    for (int l = 0; l < L.n_levels; ++l) {
-      if (l < L.n_active) {
-        at_level<-1>(i, l, hash_grid_level<T>(L, l, features()));
-      } else {
-        zero(i, l);
-      }
-    }
-  }
+  EF_HD void operator()(int64_t i) const { hash_grid_point_all_levels(*this, i); }
 };
 
 // The table gradient of a fused network in one scatter, both terms at once:

@@ -147,6 +147,9 @@ TRAIN_DEFAULTS = {
     # eyefast additions: Adam learning rate (SPEC: 1e-3) and the seed of every random draw
     "lr": ("float", 1e-3),
     "seed": ("int", 0),
+    # eyefast addition: each step, the gradient of an eye centre (and of the eye radius) is clipped to
+    # this many times its running RMS (Adam's second moment); 0 turns it off. See Trainer._clip_eye_grads.
+    "eye_grad_clip": ("float", 3.0),
 }
 
 LOSS_DEFAULTS = {
@@ -299,6 +302,9 @@ def _cross_checks(d: dict):
             raise ConfigError(f"config key 'renderer.{k}': must be > 0, got {rend[k]}")
     if d["train"]["lr"] <= 0:
         raise ConfigError(f"config key 'train.lr': must be > 0, got {d['train']['lr']}")
+    if not (d["train"]["eye_grad_clip"] >= 0 and math.isfinite(d["train"]["eye_grad_clip"])):
+        raise ConfigError(f"config key 'train.eye_grad_clip': must be a finite number >= 0 (0: off), got "
+                          f"{d['train']['eye_grad_clip']}")
     if d["train"]["level_grow_iter"] <= 0:
         raise ConfigError(f"config key 'train.level_grow_iter': must be > 0, got {d['train']['level_grow_iter']}")
     if data["dilate_ks"] < 0:

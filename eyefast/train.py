@@ -305,6 +305,7 @@ class Trainer:
         loss.backward(inputs=[p for p in self._trained if p.requires_grad])
         self._allreduce_grads()
         self._check_grads()
+        self._clip_eye_grads()
         self.optimizer.step()
         self.scheduler.step()
         n_samples = self._sum_over_ranks(out["n_samples"])
@@ -367,6 +368,33 @@ class Trainer:
         bad = [n for (n, g), good in zip(named, ok.tolist()) if not good and not bool(torch.isfinite(g).all())]
         if bad:
             raise FloatingPointError(f"step {self.step}: non-finite gradients in {', '.join(bad)}")
+
+    def _clip_eye_grads(self) -> None:
+        """Clip each eye centre's gradient (a row of 3) and the radius parameter's to ``train.eye_grad_clip``
+        times its running RMS, the square root of Adam's bias-corrected second moment.
+
+        Why: the eyes are glossy (roughness 0.05), so a sample that lands in the flash's glint moves the
+        colour steeply with the normal, and so with the centre. In the demo such a step's centre gradient
+        was 2000x its median (132 against 0.07). Adam's step is bounded, but the spike fills the second
+        moment, which forgets over ~1/(1 - beta2) = 1000 steps: the momentum carried the eye ~0.5 r along the
+        spike's direction in the next 20 steps, and the landmark and mask terms' ordinary gradients then
+        moved it back at a fraction of the learning rate. Clipping relative to the RMS bounds what one step
+        can do without a scale to tune: Adam normalises by that RMS anyway. Parameters without a second
+        moment yet (the first step) are not clipped."""
+        k = float(self.cfg.train.eye_grad_clip)
+        if k <= 0 or self.model.ignore_eyeball:
+            return
+        beta2 = self.optimizer.param_groups[0]["betas"][1]  # the eye parameters' group
+        with torch.no_grad():
+            for p in (self.model.eye_centers, self.model.eye_s):
+                st = self.optimizer.state.get(p)
+                if p.grad is None or not st or "exp_avg_sq" not in st:
+                    continue
+                v = st["exp_avg_sq"] / (1.0 - beta2 ** st["step"])  # a tensor: no host sync on a GPU
+                rows = p.grad.reshape(-1, 3) if p.dim() == 2 else p.grad.reshape(1, -1)
+                lim = k * v.reshape(rows.shape).sum(-1).sqrt()
+                scale = (lim / rows.norm(dim=-1).clamp_min(torch.finfo(rows.dtype).tiny)).clamp(max=1.0)
+                p.grad.copy_((rows * scale[:, None]).reshape(p.grad.shape))
 
     def _normal_smoothness(self, b, out) -> torch.Tensor:
         """SPEC 5: 1 - n(x) . n(x + eps t) at the rays' expected surface points (random tangent t)."""

@@ -271,3 +271,32 @@ def test_non_finite_gradient_is_named(tiny, tmp_path):
     p.grad.view(-1)[0] = -float("inf")
     with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
         tr._check_grads()
+
+
+def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path):
+    tr = Trainer(_cfg(tiny, tmp_path), quiet=True)
+    for _ in range(3):  # Adam's second moment of the eye parameters exists after a step
+        tr.train_step()
+    m, k = tr.model, tr.cfg.train.eye_grad_clip
+    assert k == 3.0
+    st = tr.optimizer.state[m.eye_centers]
+    beta2 = tr.optimizer.param_groups[0]["betas"][1]
+    rms = (st["exp_avg_sq"] / (1 - beta2 ** float(st["step"]))).sum(-1).sqrt()  # per eye
+    rms_s = float((tr.optimizer.state[m.eye_s]["exp_avg_sq"] / (1 - beta2 ** float(st["step"]))).sqrt())
+    spike = torch.tensor([[3.0, -4.0, 12.0], [0.0, 0.0, 0.0]]) * 1e4  # left eye: a glint-like spike
+    spike[1] = 0.5 * k * rms[1] * torch.tensor([0.6, 0.0, -0.8])  # right eye: an ordinary gradient
+    m.eye_centers.grad = spike.clone()
+    m.eye_s.grad = torch.tensor(-1e6)
+    tr._clip_eye_grads()
+    g = m.eye_centers.grad
+    torch.testing.assert_close(g[0].norm(), k * rms[0], rtol=1e-5, atol=0)  # bounded, direction kept
+    torch.testing.assert_close(g[0] / g[0].norm(), spike[0] / spike[0].norm())
+    assert torch.equal(g[1], spike[1])  # within the bound: untouched
+    assert float(m.eye_s.grad) == pytest.approx(-k * rms_s, rel=1e-5)
+    # 0 turns it off
+    tr.cfg.train.eye_grad_clip = 0.0
+    m.eye_centers.grad = spike.clone()
+    tr._clip_eye_grads()
+    assert torch.equal(m.eye_centers.grad, spike)
+    with pytest.raises(config_mod.ConfigError, match="train.eye_grad_clip"):
+        _cfg(tiny, tmp_path, "train.eye_grad_clip=-1")

@@ -16,13 +16,14 @@ DEMO_DATA ?= data/demo
 JOBS ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models clean
+.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models demo-seeds clean
 
 help:
 	@echo "make demo   - set up, build, synthesise the demo capture, train, export, evaluate"
 	@echo "make test   - set up, build, pytest + ctest + nvcc compile check"
 	@echo "make bench  - benchmark table (python -m benchmarks.run)"
 	@echo "make eye-models - sphere vs refractive eye on the refractive demo capture (~15 min on 2 cores)"
+	@echo "make demo-seeds - the demo trained with 5 seeds, eye centres started 0.35 r off (~15 min on 2 cores)"
 
 # The virtual environment, with torch pinned (a CPU build from local disk here) and the deps.
 $(VENV)/.deps-stamp: requirements.txt
@@ -78,6 +79,9 @@ bench: build
 
 eye-models: build
 	$(PY) -m benchmarks.eye_models --json benchmarks/results/eye_models.json
+
+demo-seeds: build
+	$(PY) -m benchmarks.demo_seeds --perturb-eyes 0.35 --json benchmarks/results/demo_seeds_perturb0.35.json
 
 clean:
 	rm -rf build build-cmake*.log eyefast/_C*.so $(VENV)/.install-stamp

@@ -6,28 +6,21 @@
 
 Generates ``python -m eyefast.synth DATA --preset demo --refractive`` when DATA has no capture,
 trains the demo schedule twice on it (``--set eye_model=sphere`` and ``eye_model=cornea``, same
-seed), evaluates both on the validation views and prints one table. Each training is a separate
-``python -m eyefast.train`` process (the command a user runs); an existing finished run is reused.
+seed), evaluates both on the validation views and prints one table (runs: ``benchmarks.training_runs``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import sys
-import time
 
 import torch
 
+from .training_runs import run_cmd, train_and_evaluate, write_json
+
 MODELS = ("sphere", "cornea")
-
-
-def _run(cmd):
-    print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True)
 
 
 def main(argv=None) -> int:
@@ -39,37 +32,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="train.seed of both runs (default: the config's)")
     ap.add_argument("--json", default=None, help="write the table's numbers here")
     a = ap.parse_args(argv)
-    py = sys.executable
     if not os.path.isfile(os.path.join(a.data, "transforms.json")):
-        _run([py, "-m", "eyefast.synth", a.data, "--preset", "demo", "--refractive"])
+        run_cmd([sys.executable, "-m", "eyefast.synth", a.data, "--preset", "demo", "--refractive"])
     res = {}
     for m in MODELS:
         # one folder per seed: an existing run is resumed (a finished one returns at once) and keeps its seed
         ws = os.path.join(a.workspace, m) if a.seed is None else os.path.join(a.workspace, f"seed{a.seed}", m)
-        run = os.path.join(ws, "run")
-        cmd = [py, "-m", "eyefast.train", os.path.join(a.data, "config.yaml"), "--workspace", ws, "--quiet",
-               "--set", f"eye_model={m}", "--set", "name=run"]
-        if a.threads:
-            cmd += ["--threads", str(a.threads)]
-        if a.max_steps:
-            cmd += ["--max-steps", str(a.max_steps)]
-        if a.seed is not None:
-            cmd += ["--set", f"train.seed={a.seed}"]
-        wall = os.path.join(ws, "train_wall.json")
-        if os.path.isfile(os.path.join(run, "latest.pth")):  # resumes an interrupted run, or returns at once
-            cmd += ["--resume", os.path.join(run, "latest.pth")]
-        t0 = time.time()
-        _run(cmd)
-        train_s = time.time() - t0
-        if os.path.isfile(wall):  # the time of the earlier sessions of this run
-            with open(wall) as fh:
-                train_s += json.load(fh)["train_wall_s"]
-        with open(wall, "w") as fh:
-            json.dump({"train_wall_s": train_s}, fh)
-        out = os.path.join(ws, "eval.json")
-        _run([py, "-m", "eyefast.evaluate", "--workspace", run, "--json", out])
-        with open(out) as fh:
-            res[m] = {**json.load(fh), "train_wall_s": round(train_s, 1)}
+        sets = [f"eye_model={m}"] + ([f"train.seed={a.seed}"] if a.seed is not None else [])
+        res[m] = train_and_evaluate(os.path.join(a.data, "config.yaml"), ws, sets, a.threads, a.max_steps)
     d = res["cornea"]["psnr_eye"] - res["sphere"]["psnr_eye"]
     rows = [("PSNR [dB]", "psnr", "{:.2f}"), ("SSIM", "ssim", "{:.4f}"), ("PSNR eye pixels [dB]", "psnr_eye", "{:.2f}"),
             ("eye centre error / r", "eye_center_error_rel", "{:.1%}"), ("train wall s", "train_wall_s", "{:.0f}")]
@@ -80,9 +50,7 @@ def main(argv=None) -> int:
         print(f"{name:24s}" + "".join(f"{(fmt.format(v) if v is not None else '-'):>10s}" for v in vals))
     print(f"cornea - sphere on eye pixels: {d:+.2f} dB (target +2 dB: {'met' if d >= 2.0 else 'NOT met'})")
     if a.json:
-        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-        with open(a.json, "w") as fh:
-            json.dump({"data": a.data, "results": res, "psnr_eye_gain_db": d, "torch": torch.__version__}, fh, indent=1)
+        write_json(a.json, {"data": a.data, "results": res, "psnr_eye_gain_db": d, "torch": torch.__version__})
     return 0
 
 

@@ -300,3 +300,21 @@ def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path):
     assert torch.equal(m.eye_centers.grad, spike)
     with pytest.raises(config_mod.ConfigError, match="train.eye_grad_clip"):
         _cfg(tiny, tmp_path, "train.eye_grad_clip=-1")
+
+
+def test_demo_seeds_study_moves_the_initial_eye_centres(tiny):
+    from benchmarks.demo_seeds import perturbed_centers
+
+    cfg = config_mod.load(os.path.join(tiny, "config.yaml"))
+    with open(os.path.join(tiny, "gt", "eyes.json")) as fh:
+        r = json.load(fh)["left"]["radius"]
+    sets = perturbed_centers(os.path.join(tiny, "config.yaml"), 3, 0.35)
+    moved = config_mod.load(os.path.join(tiny, "config.yaml"), sets)
+    offs = []
+    for key in ("eyeball_left_center", "eyeball_right_center"):
+        off = (np.asarray(getattr(moved.data, key)) - np.asarray(getattr(cfg.data, key))) * cfg.data.bound
+        assert np.linalg.norm(off) == pytest.approx(0.35 * r, rel=1e-3)
+        offs.append(off)
+    assert not np.allclose(offs[0], offs[1])  # each eye its own direction
+    assert perturbed_centers(os.path.join(tiny, "config.yaml"), 3, 0.35) == sets  # drawn from the seed
+    assert perturbed_centers(os.path.join(tiny, "config.yaml"), 4, 0.35) != sets

@@ -83,17 +83,17 @@ def main(argv=None) -> int:
         ws = os.path.join(a.workspace, label, f"seed{seed}")
         res[seed] = train_and_evaluate(config, ws, sets, a.threads, a.max_steps)
     print(f"\n{a.data}: {label}, seeds {a.seeds} ({platform.machine()}, torch {torch.__version__})")
-    print(f"{'seed':>5s}{'PSNR dB':>9s}{'SSIM':>8s}{'eye PSNR':>10s}{'eye centre':>12s}{'train s':>9s}")
+    print(f"{'seed':>5s}{'PSNR dB':>9s}{'SSIM':>8s}{'eye PSNR':>10s}{'eye centres (worse) / r':>25s}{'train s':>9s}")
     for seed, r in res.items():
-        e = r.get("eye_center_error_rel")
+        e, em = r.get("eye_center_error_rel"), r.get("eye_center_error_max_rel")
         pe = r.get("psnr_eye")
         print(f"{seed:>5d}{r['psnr']:>9.2f}{r['ssim']:>8.4f}{(f'{pe:.2f}' if pe is not None else '-'):>10s}"
-              f"{(f'{e:.1%}' if e is not None else '-'):>12s}{r['train_wall_s']:>9.0f}")
+              f"{(f'{e:.1%} ({em:.1%})' if e is not None else '-'):>25s}{r['train_wall_s']:>9.0f}")
     worst_psnr = min(r["psnr"] for r in res.values())
-    errs = [r["eye_center_error_rel"] for r in res.values() if r.get("eye_center_error_rel") is not None]
+    errs = [r["eye_center_error_max_rel"] for r in res.values() if r.get("eye_center_error_max_rel") is not None]
     print(f"lowest PSNR {worst_psnr:.2f} dB (target {TARGET_PSNR:g}: {'met' if worst_psnr >= TARGET_PSNR else 'NOT met'})")
     if errs:
-        print(f"largest eye-centre error {max(errs):.1%} of r (target {TARGET_EYE:.0%}: "
+        print(f"largest eye-centre error (either eye, any seed) {max(errs):.1%} of r (target {TARGET_EYE:.0%}: "
               f"{'met' if max(errs) <= TARGET_EYE else 'NOT met'})")
     if a.json:
         write_json(a.json, {"data": a.data, "label": label, "perturb_eyes": a.perturb_eyes, "set": a.set,

@@ -14,7 +14,8 @@ synthetic capture of :mod:`eyefast.synth`), also:
 ``RUN`` is the run folder ``<workspace>/<name>`` that :mod:`eyefast.train` writes.  Prints a
 table; ``--json PATH`` writes the numbers (keys ``psnr``, ``ssim``, ``psnr_eye``,
 ``eye_center_error``, ``eye_radius``, ``eye_radius_error``, ``surface_error``; plus ``step``,
-``views``, ``eye_center_error_rel`` = centre error / true radius).
+``views``, ``eye_center_error_rel`` = centre error / true radius, ``eye_center_error_max_rel`` = the
+worse eye's centre error / true radius).
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def evaluate(run: str, capture: str | None = None, ckpt: str | None = None, devi
         res["eye_radius_error"] = e["radius_mean"]
         r_true = 0.5 * (gt_eyes["left"]["radius"] + gt_eyes["right"]["radius"])
         res["eye_center_error_rel"] = e["center_mean"] / r_true
+        res["eye_center_error_max_rel"] = max(e["center_left"], e["center_right"]) / r_true  # the worse eye
     mesh = mesh or os.path.join(run, "export", "mesh.obj")
     gt_face = os.path.join(gt_dir, "face.obj")
     if os.path.isfile(mesh) and os.path.isfile(gt_face):
@@ -103,7 +105,8 @@ def format_table(res: dict) -> str:
             ("PSNR [dB]", f"{res['psnr']:.2f}"), ("SSIM", f"{res['ssim']:.4f}"),
             ("PSNR eye pixels [dB]", "-" if res.get("psnr_eye") is None else f"{res['psnr_eye']:.2f}")]
     if "eye_center_error" in res:
-        rows += [("eye centre error", f"{res['eye_center_error']:.5f} ({100 * res['eye_center_error_rel']:.1f}% of r)"),
+        rows += [("eye centre error", f"{res['eye_center_error']:.5f} ({100 * res['eye_center_error_rel']:.1f}% of r; "
+                                      f"worse eye {100 * res['eye_center_error_max_rel']:.1f}%)"),
                  ("eye radius (error)", f"{res['eye_radius']:.5f} ({res['eye_radius_error']:.5f})")]
     else:
         rows.append(("eye radius", f"{res['eye_radius']:.5f}"))

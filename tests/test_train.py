@@ -182,6 +182,7 @@ def test_evaluate_reports_the_metrics(tiny, tmp_path):
     for k in ("psnr", "ssim", "psnr_eye", "eye_center_error", "eye_radius", "eye_radius_error", "surface_error"):
         assert k in res
     assert res["step"] == 3 and np.isfinite(res["psnr"]) and res["eye_center_error"] >= 0
+    assert res["eye_center_error_rel"] <= res["eye_center_error_max_rel"] <= 2 * res["eye_center_error_rel"]
 
 
 def test_stage2_trains_only_the_material_on_the_mesh(tiny, tmp_path):

@@ -319,6 +319,8 @@ class Trainer:
                "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": out["rgb"].shape[0],
                "n_samples": n_samples, "lr": self.scheduler.get_last_lr()[0], "beta": model.beta.item(),
                "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
+        if self._grad_norm is not None:  # before the eye clipping: what the loss produced
+            res["grad_norm"] = float(self._grad_norm)
         self.step += 1
         return res
 
@@ -356,13 +358,16 @@ class Trainer:
 
     def _check_grads(self) -> None:
         named = [(n, p.grad) for n, p in self.model.named_parameters() if p.grad is not None]
+        self._grad_norm = None
         if not named:
             return
         # one host sync for all parameters (on a GPU, one per parameter stalled the step 30 times)
         # A screen first: the 2-norms in one multi-tensor reduction (a non-finite element makes its norm
         # non-finite); only if one is not finite (a huge finite gradient can overflow the norm too), the
         # exact per-parameter check.
-        ok = torch.isfinite(torch.stack(torch._foreach_norm([g for _, g in named])))
+        norms = torch.stack(torch._foreach_norm([g for _, g in named]))
+        self._grad_norm = torch.linalg.vector_norm(norms)  # logged as grad_norm (diagnoses spikes)
+        ok = torch.isfinite(norms)
         if bool(ok.all()):
             return
         bad = [n for (n, g), good in zip(named, ok.tolist()) if not good and not bool(torch.isfinite(g).all())]
@@ -496,7 +501,8 @@ class Trainer:
             mse = float(((shade["rgb"].clamp(0, 1) ** g - target ** g) ** 2).mean())
         self.step += 1
         n = x.shape[0]
-        return {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
+        extra = {} if self._grad_norm is None else {"grad_norm": float(self._grad_norm)}
+        return {**extra, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
                 "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": n, "n_samples": n,
                 "lr": self.scheduler.get_last_lr()[0], "stage": 2}
 
@@ -672,6 +678,7 @@ class Trainer:
             signal.signal(signal.SIGINT, on_sigint)
         t0 = time.perf_counter()
         rays_done = 0
+        gmax = 0.0  # the largest gradient norm since the last logged step (a spike between logs shows)
         try:
             while self.step < max_steps and not self._collective_stop():
                 res = self.train_step()
@@ -682,8 +689,12 @@ class Trainer:
                 self.metrics = {k: v for k, v in res.items()}
                 if not lead:
                     continue
+                gmax = max(gmax, res.get("grad_norm", 0.0))
                 if step % 10 == 0 or step == max_steps:
                     log.log(step, {f"train/{k}": v for k, v in res.items()})
+                    if "grad_norm" in res:
+                        log.log(step, {"train/grad_norm_max": gmax})
+                    gmax = 0.0
                 bar.update(1)
                 bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
                                 rays_s=f"{res['rays_per_s']:.0f}", refresh=False)

@@ -128,6 +128,10 @@ def test_fit_writes_the_workspace_and_ctrl_c_saves(tiny, tmp_path):
         assert (run / f).is_file(), f
     rows = (run / "scalars.csv").read_text().splitlines()
     assert rows[0] == "step,tag,value" and any(",val/psnr," in r for r in rows)
+    gn = [float(r.split(",")[2]) for r in rows if ",train/grad_norm," in r]
+    gmax = [float(r.split(",")[2]) for r in rows if ",train/grad_norm_max," in r]
+    assert len(gn) == len(gmax) == 1 and 0 < gn[0] <= gmax[0]  # step 6: the max over steps 1-6
+    assert gmax[0] == pytest.approx(max(float(tr._grad_norm), gmax[0]))
     assert load_checkpoint(str(run / "latest.pth"))["metrics"]["loss"] == pytest.approx(m["loss"])
     # Ctrl-C during step 8: the step finishes, latest.pth is saved, fit returns
     orig = tr.train_step

@@ -31,11 +31,12 @@ TARGET_PSNR = 26.0
 TARGET_EYE = 0.10  # of the eye radius
 
 
-def perturbed_centers(config: str, seed: int, frac: float) -> list[str]:
-    """``--set`` overrides that move both initial eye centres ``frac`` eye radii off the config's."""
+def perturbed_centers(config: str, seed: int, frac: float, sets=()) -> list[str]:
+    """``--set`` overrides that move both initial eye centres ``frac`` eye radii off the config's (with the
+    overrides ``sets`` applied, e.g. another ``data.bound``)."""
     from eyefast import config as config_mod
 
-    cfg = config_mod.load(config)
+    cfg = config_mod.load(config, list(sets))
     d = cfg.data
     gt = os.path.join(os.path.dirname(os.path.abspath(config)), "gt", "eyes.json")
     if os.path.isfile(gt):
@@ -52,8 +53,9 @@ def perturbed_centers(config: str, seed: int, frac: float) -> list[str]:
     return out
 
 
-def _label(frac: float, sets) -> str:
-    parts = ([f"perturb{frac:g}"] if frac else []) + [re.sub(r"[^A-Za-z0-9_.=-]", "_", s) for s in sets]
+def _label(frac: float, sets, max_steps: int | None) -> str:
+    parts = (([f"perturb{frac:g}"] if frac else []) + [re.sub(r"[^A-Za-z0-9_.=-]", "_", s) for s in sets]
+             + ([f"steps{max_steps}"] if max_steps else []))
     return "_".join(parts) or "default"
 
 
@@ -71,15 +73,17 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.perturb_eyes < 0 or not np.isfinite(a.perturb_eyes):
         ap.error(f"--perturb-eyes must be a finite number >= 0, got {a.perturb_eyes}")
+    if a.perturb_eyes and any(re.match(r"\s*data\.eyeball_(left|right)_center\s*=", s) for s in a.set):
+        ap.error("--perturb-eyes sets the initial eye centres itself; drop the data.eyeball_*_center --set")
     config = os.path.join(a.data, "config.yaml")
     if not os.path.isfile(os.path.join(a.data, "transforms.json")):
         run_cmd([sys.executable, "-m", "eyefast.synth", a.data, "--preset", "demo"])
-    label = _label(a.perturb_eyes, a.set)
+    label = _label(a.perturb_eyes, a.set, a.max_steps)
     res = {}
     for seed in a.seeds:
         sets = [f"train.seed={seed}", *a.set]
         if a.perturb_eyes:
-            sets += perturbed_centers(config, seed, a.perturb_eyes)
+            sets += perturbed_centers(config, seed, a.perturb_eyes, a.set)
         ws = os.path.join(a.workspace, label, f"seed{seed}")
         res[seed] = train_and_evaluate(config, ws, sets, a.threads, a.max_steps)
     print(f"\n{a.data}: {label}, seeds {a.seeds} ({platform.machine()}, torch {torch.__version__})")

@@ -228,6 +228,7 @@ class Trainer:
         self.run_dir = os.path.join(cfg.workspace, cfg.name)
         self._stop = False
         self.stage2 = None  # dict once stage 2 (mesh rendering) has started
+        self._grad_norm = None  # the last step's gradient norm (set by _check_grads)
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -385,7 +386,7 @@ class Trainer:
         spike's direction in the next 20 steps, and the landmark and mask terms' ordinary gradients then
         moved it back at a fraction of the learning rate. Clipping relative to the RMS bounds what one step
         can do without a scale to tune: Adam normalises by that RMS anyway. Parameters without a second
-        moment yet (the first step) are not clipped."""
+        moment yet (the first step), and rows whose second moment is still 0, are not clipped."""
         k = float(self.cfg.train.eye_grad_clip)
         if k <= 0 or self.model.ignore_eyeball:
             return
@@ -397,8 +398,10 @@ class Trainer:
                     continue
                 v = st["exp_avg_sq"] / (1.0 - beta2 ** st["step"])  # a tensor: no host sync on a GPU
                 rows = p.grad.reshape(-1, 3) if p.dim() == 2 else p.grad.reshape(1, -1)
-                lim = k * v.reshape(rows.shape).sum(-1).sqrt()
-                scale = (lim / rows.norm(dim=-1).clamp_min(torch.finfo(rows.dtype).tiny)).clamp(max=1.0)
+                lim = k * v.reshape(rows.shape).sum(-1).double().sqrt()
+                lim = torch.where(lim > 0, lim, torch.inf)  # no gradient yet: nothing to compare with
+                norm = rows.double().norm(dim=-1)  # float64: a huge finite float32 row does not overflow
+                scale = (lim / norm.clamp_min(1e-300)).clamp(max=1.0).to(rows.dtype)
                 p.grad.copy_((rows * scale[:, None]).reshape(p.grad.shape))
 
     def _normal_smoothness(self, b, out) -> torch.Tensor:

@@ -13,31 +13,35 @@ TORCH_VERSION ?= 2.13.0
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; } || true)
 CUDA_ARCHS ?= 80;90
 DEMO_DATA ?= data/demo
-JOBS ?= 2
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# ccache, when installed, through its compiler wrappers (Debian/Ubuntu/Fedora/Homebrew folders)
+CCACHE_LIBDIR := $(firstword $(wildcard /usr/lib/ccache /usr/lib64/ccache /usr/local/opt/ccache/libexec))
+export PATH := $(CURDIR)/$(VENV)/bin:$(if $(CCACHE_LIBDIR),$(CCACHE_LIBDIR):)$(PATH)
 
-.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models demo-seeds clean
+.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models demo-seeds wheel clean
 
 help:
 	@echo "make demo   - set up, build, synthesise the demo capture, train, export, evaluate"
 	@echo "make test   - set up, build, pytest + ctest + nvcc compile check"
-	@echo "make bench  - benchmark table (python -m benchmarks.run)"
+	@echo "make bench  - benchmark table (eyefast bench)"
+	@echo "make wheel  - dist/eyefast-*.whl with eyefast._C prebuilt for torch==$(TORCH_VERSION)"
 	@echo "make eye-models - sphere vs refractive eye on the refractive demo capture (~15 min on 2 cores)"
 	@echo "make demo-seeds - the demo trained with 5 seeds, eye centres started 0.35 r off (~15 min on 2 cores)"
 
-# The virtual environment, with torch pinned (a CPU build from local disk here) and the deps.
-$(VENV)/.deps-stamp: requirements.txt
+# The virtual environment: torch pinned first (so nothing resolves another torch), then eyefast itself
+# in development mode with its test and benchmark extras (their list lives in setup.py), without
+# building the extension (EYEFAST_NO_EXT=1): `build` compiles it once, in place.
+$(VENV)/.deps-stamp: setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	$(PIP) install -q -r requirements.txt "torch==$(TORCH_VERSION)"
+	EYEFAST_NO_EXT=1 $(PIP) install -q --no-build-isolation -e ".[test,bench]" "torch==$(TORCH_VERSION)"
 	touch $@
 venv: $(VENV)/.deps-stamp
 
-# The extension, built against the installed torch (--no-build-isolation); ninja rebuilds only
-# what changed.
+# The extension, once, in place (eyefast/_C*.so), against the installed torch; objects in build/temp.*
+# (ninja rebuilds only what changed; `make wheel` links the same objects).
 build: venv
-	@test -f $(VENV)/.install-stamp || { $(PIP) install -q --no-build-isolation --no-deps -e . && touch $(VENV)/.install-stamp; }
 	MAX_JOBS=$(JOBS) $(PY) setup.py -q build_ext --inplace
 
 pytest: build
@@ -63,19 +67,19 @@ test: pytest ctest cuda-check
 
 DEMO_RUN := workspace/synth_demo
 demo: build
-	@test -f $(DEMO_DATA)/transforms.json || $(PY) -m eyefast.synth $(DEMO_DATA) --preset demo
+	@test -f $(DEMO_DATA)/transforms.json || eyefast synth $(DEMO_DATA) --preset demo
 	@# resumes (or returns at once) when a previous demo run left latest.pth
-	$(PY) -m eyefast.train $(DEMO_DATA)/config.yaml --workspace workspace \
-	  $$(test -f $(DEMO_RUN)/latest.pth && echo --resume $(DEMO_RUN)/latest.pth)
-	@if $(PY) -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('eyefast.export') is None)"; then \
-	  $(PY) -m eyefast.export --run $(DEMO_RUN) --preview; \
-	fi
-	$(PY) -m eyefast.evaluate --workspace $(DEMO_RUN) --json $(DEMO_RUN)/eval.json
-	@echo "demo done: capture $(DEMO_DATA); run $(DEMO_RUN) (checkpoints, scalars.csv, vis/*.png previews,"
-	@echo "           eval.json$$(test -d $(DEMO_RUN)/export && echo ', export/: mesh_uv.obj, textures, head.glb'))"
+	eyefast train $(DEMO_DATA)/config.yaml --workspace workspace $$(test -f $(DEMO_RUN)/latest.pth && echo --resume)
+	eyefast export --run $(DEMO_RUN) --preview
+	eyefast evaluate --run $(DEMO_RUN) --json $(DEMO_RUN)/eval.json
+	@echo "demo done: capture $(DEMO_DATA); run $(DEMO_RUN): checkpoints, scalars.csv, vis/*.png previews, eval.json,"
+	@echo "           export/: mesh_uv.obj, textures, head.glb, preview.png (the relit head)"
 
 bench: build
-	$(PY) -m benchmarks.run
+	eyefast bench
+
+wheel: build
+	$(PY) -m build --wheel --no-isolation --outdir dist .
 
 eye-models: build
 	$(PY) -m benchmarks.eye_models --json benchmarks/results/eye_models.json
@@ -84,4 +88,4 @@ demo-seeds: build
 	$(PY) -m benchmarks.demo_seeds --perturb-eyes 0.35 --json benchmarks/results/demo_seeds_perturb0.35.json
 
 clean:
-	rm -rf build build-cmake*.log eyefast/_C*.so $(VENV)/.install-stamp
+	rm -rf build dist build-cmake*.log eyefast/_C*.so

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from eyefast.nn import HashGrid, sh_encode
+from eyefast.core.nn import HashGrid, sh_encode
 from eyefast.reference.hash_grid import hash_grid_encode as ref_encode
 from eyefast.reference.sh import sh_encode as sh_ref
 

@@ -16,7 +16,7 @@ import time
 import torch
 
 from eyefast import volrend as vr
-from eyefast.occupancy import OccupancyGrid
+from eyefast.core.occupancy import OccupancyGrid
 from eyefast.reference import occupancy as ref_occ
 from eyefast.reference import volrend as ref_vr
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from eyefast import ops
+from eyefast.core import eyes as E
 from eyefast.reference import eye as ref
 
 from .common import Case
@@ -90,7 +91,7 @@ def _eye_scene(n: int, device: str, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     centers = torch.tensor([[-0.032, 0.03, 0.30], [0.032, 0.03, 0.30]])
     gaze = torch.tensor([[0.1, -0.05, 1.0], [-0.08, -0.05, 1.0]])
-    eyes = ref.pack_eyes(centers, 0.012, gaze)
+    eyes = E.pack_eyes(centers, 0.012, gaze)
     origins = torch.randn(n, 3, generator=g) * 0.01 + torch.tensor([0.0, 0.0, 1.2])
     k = torch.randint(0, 2, (n,), generator=g)
     jitter = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([1.2, 1.2, 0.0]) * 0.012
@@ -122,7 +123,7 @@ def _composition(o, d, eyes, check):
     den = (refr * gk).sum(1)
     s = ((ic - p) * gk).sum(1) / den
     reach = ~tir & (den < 0) & (s > 0)
-    e_u, e_v = ref.gaze_frame(gk)
+    e_u, e_v = E.gaze_frame(gk)
     off = (p + s[:, None] * refr - ic) / (lr * r)[k][:, None]
     uv = torch.stack([(off * e_u).sum(1), (off * e_v).sum(1)], 1)
     on = reach & ((uv * uv).sum(1) <= 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from eyefast.nn import HashGrid, sh_encode
+from eyefast.core.nn import HashGrid, sh_encode
 from eyefast.reference.hash_grid import hash_grid_encode as ref_encode
 from eyefast.reference.sh import sh_encode as sh_ref
 
@@ -40,8 +40,8 @@ def _sdf_cases(device: str, quick: bool):
     64-wide MLP) with an eikonal loss on its gradient, fwd + bwd. eyefast: analytic gradient with the
     kernel's double backward (what the trainer uses). reference: the same on the PyTorch hash grid.
     extra ``numerical``: central differences (Neuralangelo style, 6 more SDF evaluations) on the kernel."""
-    from eyefast import backend
-    from eyefast.model import FaceSDF
+    from eyefast.scene import backend
+    from eyefast.scene.model import FaceSDF
 
     n = 8192 if quick else 56000  # the samples of a demo training step
     torch.manual_seed(0)

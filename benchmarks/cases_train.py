@@ -35,7 +35,7 @@ WARM_STEPS = 12
 
 @functools.lru_cache(maxsize=None)
 def _capture(preset: str) -> str:
-    from eyefast import synth
+    from eyefast.data import synth
 
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", preset)
     if not os.path.isfile(os.path.join(root, "transforms.json")):
@@ -46,8 +46,9 @@ def _capture(preset: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _trainer(preset: str, backend: str, device: str):
-    from eyefast import _malloc, config
-    from eyefast.train import Trainer
+    from eyefast.core import _malloc
+    from eyefast.data import config
+    from eyefast.training import Trainer
 
     # The process as `python -m eyefast.train` sets it up (malloc keeps freed activations), for
     # both backends alike: they are timed in this same process.

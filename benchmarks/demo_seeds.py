@@ -34,7 +34,7 @@ TARGET_EYE = 0.10  # of the eye radius
 def perturbed_centers(config: str, seed: int, frac: float, sets=()) -> list[str]:
     """``--set`` overrides that move both initial eye centres ``frac`` eye radii off the config's (with the
     overrides ``sets`` applied, e.g. another ``data.bound``)."""
-    from eyefast import config as config_mod
+    from eyefast.data import config as config_mod
 
     cfg = config_mod.load(config, list(sets))
     d = cfg.data

@@ -12,7 +12,7 @@ import torch  # noqa: E402
 def _cuda_ok() -> bool:
     if not torch.cuda.is_available():
         return False
-    from eyefast import _ext
+    from eyefast.core import _ext
 
     return _ext.with_cuda()
 
@@ -40,7 +40,7 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """The `tiny` synthetic capture (read-only: tests that write into a capture make their own)."""
-    from eyefast import synth
+    from eyefast.data import synth
 
     d = tmp_path_factory.mktemp("tiny")
     synth.generate(str(d), preset="tiny")
@@ -50,7 +50,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_refractive(tmp_path_factory):
     """The `tiny` synthetic capture with refracting corneas (``--refractive``; read-only)."""
-    from eyefast import synth
+    from eyefast.data import synth
 
     d = tmp_path_factory.mktemp("tiny_refractive")
     synth.generate(str(d), preset="tiny", refractive=True)
@@ -62,7 +62,7 @@ def tiny_cfg(tiny, workspace, *extra):
     periodic checkpoints (plus ``extra`` overrides)."""
     import os
 
-    from eyefast import config as config_mod
+    from eyefast.data import config as config_mod
 
     return config_mod.load(os.path.join(tiny, "config.yaml"),
                            ["device=cpu", f"workspace={workspace}", "train.val_freq=0", "train.vis_freq=0",

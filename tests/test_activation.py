@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from eyefast.nn import Softplus, softplus
+from eyefast.core.nn import Softplus, softplus
 from conftest import DEVICES, OpCalls, rel_err
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eyefast import _ext, ops
+from eyefast.core import _ext, ops
 
 lib = ctypes.CDLL(_ext.library_path())
 f32p = ctypes.POINTER(ctypes.c_float)
@@ -55,10 +55,10 @@ def c_trace_eyes(o, d, eyes):
 
 
 def _eye_scene(n=2000, seed=0):
-    from eyefast.reference import eye as ref
+    from eyefast.core import eyes as E
 
     rng = np.random.default_rng(seed)
-    eyes = ref.pack_eyes(torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]), torch.tensor([0.3, 0.35]),
+    eyes = E.pack_eyes(torch.tensor([[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0]]), torch.tensor([0.3, 0.35]),
                          torch.tensor([[0.1, 0.0, 1.0], [-0.1, 0.1, 1.0]]), ior=torch.tensor([1.336, 0.8])).numpy()
     o = (np.array([0.0, 0.0, 3.0]) + 0.2 * rng.standard_normal((n, 3))).astype(np.float32)
     target = eyes[rng.integers(0, 2, n), :3] + 0.4 * rng.standard_normal((n, 3))

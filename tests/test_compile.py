@@ -48,12 +48,12 @@ def eye_trace_loss(origins, dirs, eyes):
 
 
 def test_compile_fullgraph_trace_eyes():
-    from eyefast.reference import eye as ref
+    from eyefast.core import eyes as E
 
     torch._dynamo.reset()
     g = torch.Generator().manual_seed(1)
     # Two eyes at z = 0 gazing at a camera at z = 2 (eye gazes point to +z: see gaze_frame).
-    eyes = ref.pack_eyes(torch.tensor([[-0.3, 0.0, 0.0], [0.3, 0.0, 0.0]]), torch.tensor([0.12, 0.12]),
+    eyes = E.pack_eyes(torch.tensor([[-0.3, 0.0, 0.0], [0.3, 0.0, 0.0]]), torch.tensor([0.12, 0.12]),
                          torch.tensor([[0.1, 0.0, 1.0], [-0.1, 0.05, 1.0]]), ior=torch.tensor([1.336, 0.8]))
     eyes.requires_grad_(True)
     origins = torch.tensor([0.0, 0.0, 2.0]).expand(512, 3).contiguous()

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from eyefast import config as C
+from eyefast.data import config as C
 
 
 def _write(tmp_path, text, name="config.yaml"):

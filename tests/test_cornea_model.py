@@ -14,11 +14,13 @@ from conftest import tiny_cfg
 import torch
 import torch.nn.functional as F
 
-from eyefast import backend
+from eyefast.scene import backend
 from eyefast.export import export_run
-from eyefast.model import CORNEA_ROUGHNESS, TEXTURE_LR_SCALE, HeadModel
-from eyefast.reference.eye import MODEL_EYE, REGION_IRIS, trace_eyes
-from eyefast.train import Trainer
+from eyefast.scene.model import TEXTURE_LR_SCALE, HeadModel
+from eyefast.scene.shading import CORNEA_ROUGHNESS
+from eyefast.core.eyes import MODEL_EYE, REGION_IRIS
+from eyefast.reference.eye import trace_eyes
+from eyefast.training import Trainer
 
 
 def _model(tiny_refractive, tmp_path, dtype=torch.float32):
@@ -121,7 +123,7 @@ def test_train_and_export_refractive(tiny_refractive, tmp_path):
     r = tr.render_view(tr.val_cap, 0)
     assert torch.isfinite(r["rgb"]).all()
     out = tmp_path / "export"
-    paths = export_run(tr, str(out), uv_size=64, mc_res=40, preview=True)
+    paths = export_run(tr.as_run(), str(out), uv_size=64, mc_res=40, preview=True)
     for side in ("left", "right"):
         for f in ("cornea.obj", "iris.obj", "iris.mtl", "iris.png", "mesh.obj"):
             assert os.path.getsize(out / side / f) > 0, f"{side}/{f}"
@@ -191,7 +193,7 @@ def test_parity_eyefast_vs_reference_backend_with_corneas(tiny_refractive, tmp_p
 
 @pytest.mark.parametrize("be", ["eyefast", "reference"])
 def test_cornea_blend_replaces_the_eye_share_and_leaves_the_eye_geometry_alone(tiny_refractive, tmp_path, be):
-    from eyefast.render import _cornea_blend
+    from eyefast.scene.render import _cornea_blend
 
     cfg = tiny_cfg(tiny_refractive, tmp_path, "data.fix_eye_gaze=false", f"ops_backend={be}")
     m = HeadModel(cfg, backend.get(be), 4)

@@ -8,8 +8,9 @@ import pytest
 import torch
 import trimesh
 
-from eyefast import config as C
-from eyefast import synth
+from eyefast.data import config as C
+from eyefast.cli.synth import main as synth_main
+from eyefast.data import synth
 from eyefast.data import Capture, CaptureError
 
 N_VIEWS = 21  # frames 0, 10, 20 are validation
@@ -353,6 +354,6 @@ def test_synth_refractive_eye(tmp_path):
 
 
 def test_synth_cli(tmp_path, capsys):
-    assert synth.main([str(tmp_path / "cli"), "--preset", "tiny", "--views", "2", "--resolution", "24"]) == 0
+    assert synth_main([str(tmp_path / "cli"), "--preset", "tiny", "--views", "2", "--resolution", "24"]) == 0
     assert "2 views at 24x24" in capsys.readouterr().out
     assert iio.imread(tmp_path / "cli" / "image" / "00001.png").shape == (24, 24, 3)

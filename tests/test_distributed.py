@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from eyefast import synth
-from eyefast.train import load_checkpoint
+from eyefast.data import synth
+from eyefast.checkpoint import load_checkpoint
 
 ARGS = ["--device", "cpu", "--max-steps", "40", "--quiet",
         "--set", "renderer.sample_batch_size=1048576",  # the ray count stays at max_num_ray: a fixed batch

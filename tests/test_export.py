@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eyefast import config as config_mod
-from eyefast import export, synth
-from eyefast.train import Trainer, main as train_main
+from eyefast import export
+from eyefast.cli.export import main as export_main
+from eyefast.geometry.mesh import MeshError
+from eyefast.cli.train import main as train_main
+from eyefast.training import Trainer
 
 UV, MC = 128, 64
 C = torch.tensor([0.0, 0.0, 0.05])  # analytic face: sphere centre and radius, plus small bumps
@@ -76,7 +78,7 @@ def analytic(tiny, tmp_path_factory):
         tr.model.eye_centers += torch.tensor([[0.003, -0.002, 0.001], [-0.001, 0.002, 0.0]])
         tr.model.eye_s.fill_(0.3)
     out = ws / "export"
-    paths = export.export_run(tr, str(out), uv_size=UV, mc_res=MC, preview=True)
+    paths = export.export_run(tr.as_run(), str(out), uv_size=UV, mc_res=MC, preview=True)
     return tr, str(out), paths
 
 
@@ -146,7 +148,7 @@ def test_face_mesh_is_the_zero_level_clipped_to_the_views(analytic):
 
 
 def test_uv_mesh_coord_map_and_textures_agree(analytic):
-    from eyefast.tools import bake_coord_map, load_mesh_uv
+    from eyefast.data.tools import bake_coord_map, load_mesh_uv
 
     tr, out, _ = analytic
     verts, uvs, faces = load_mesh_uv(os.path.join(out, "mesh_uv.obj"))
@@ -314,8 +316,8 @@ def test_no_zero_crossing_is_a_clear_error(analytic, tmp_path):
     old = tr.model.sdf
     tr.model.sdf = Empty()
     try:
-        with pytest.raises(export.ExportError, match="no zero crossing.*train longer"):
-            export.export_run(tr, str(tmp_path / "x"), uv_size=UV, mc_res=16)
+        with pytest.raises(MeshError, match="no zero crossing.*train longer"):
+            export.export_run(tr.as_run(), str(tmp_path / "x"), uv_size=UV, mc_res=16)
     finally:
         tr.model.sdf = old
 
@@ -329,8 +331,10 @@ def test_cli_on_a_trained_run(tiny, tmp_path, monkeypatch, capsys):
     ckpt = str(run / "latest.pth")
     cfgp = os.path.join(tiny, "config.yaml")
     # the trainer's CoRA spelling (it cannot pass --uv-size / --mc-res: make the defaults small)
-    monkeypatch.setattr(export, "DEFAULT_UV_SIZE", UV)
-    monkeypatch.setattr(export, "DEFAULT_MC_RES", MC)
+    from eyefast.export import files as export_files
+
+    monkeypatch.setattr(export_files, "DEFAULT_UV_SIZE", UV)
+    monkeypatch.setattr(export_files, "DEFAULT_MC_RES", MC)
     out = tmp_path / "cora"
     assert train_main(["--config_path", cfgp, "--mode", "export_eyeball", "--ckpt_path", ckpt,
                        "--save_visual_dir", str(out), "--device", "cpu", "--quiet"]) == 0
@@ -344,7 +348,7 @@ def test_cli_on_a_trained_run(tiny, tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(meta["eyes"]["left"]["center"], tr.model.eye_centers[0].detach().numpy(), atol=1e-6)
     assert str(out) in capsys.readouterr().out  # says where the results are
     # --run shortcut: RUN/config.yaml + RUN/latest.pth -> RUN/export
-    assert export.main(["--run", str(run), "--uv-size", "64", "--mc-res", "32", "--quiet"]) == 0
+    assert export_main(["--run", str(run), "--uv-size", "64", "--mc-res", "32", "--quiet"]) == 0
     import trimesh
 
     scene = trimesh.load(run / "export" / "head.glb")
@@ -355,7 +359,7 @@ def test_cli_on_a_trained_run(tiny, tmp_path, monkeypatch, capsys):
 def test_bad_inputs_give_clear_errors(tiny, tmp_path, capsys):
     cfgp = os.path.join(tiny, "config.yaml")
     missing = str(tmp_path / "nope.pth")
-    assert export.main([cfgp, "--ckpt", missing, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert export_main([cfgp, "--ckpt", missing, "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "nope.pth" in err and "does not exist" in err
     assert train_main(["--config_path", cfgp, "--mode", "export_eyeball", "--ckpt_path", missing,
@@ -363,11 +367,11 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path, capsys):
     assert "nope.pth" in capsys.readouterr().err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    assert export.main([cfgp, "--ckpt", str(bad), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert export_main([cfgp, "--ckpt", str(bad), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
     assert "bad.pth" in capsys.readouterr().err
-    assert export.main(["--run", str(tmp_path)]) == 2
+    assert export_main(["--run", str(tmp_path)]) == 2
     assert "config.yaml" in capsys.readouterr().err
-    assert export.main([str(tmp_path / "none.yaml"), "--ckpt", missing]) == 2
+    assert export_main([str(tmp_path / "none.yaml"), "--ckpt", missing]) == 2
     assert "none.yaml" in capsys.readouterr().err
-    assert export.main([cfgp, "--ckpt", missing, "--set", "data.nosuchkey=1"]) == 2
+    assert export_main([cfgp, "--ckpt", missing, "--set", "data.nosuchkey=1"]) == 2
     assert "nosuchkey" in capsys.readouterr().err

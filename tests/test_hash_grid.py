@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eyefast.nn import HashGrid, SHEncoding, hash_grid_encode, level_layout, level_scales, sh_encode
+from eyefast.core.nn import HashGrid, SHEncoding, hash_grid_encode, level_layout, sh_encode
 from eyefast.reference import hash_grid as R
 from eyefast.reference.sh import sh_encode as sh_ref
 from conftest import OpCalls

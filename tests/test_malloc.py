@@ -22,13 +22,14 @@ def test_tune_applies_once_and_can_be_turned_off():
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
-    code = "from eyefast import _malloc; print(_malloc.tune(), _malloc.tune())"
+    code = "from eyefast.core import _malloc; print(_malloc.tune(), _malloc.tune())"
     assert _run(code) == "True True"
     assert _run(code, EYEFAST_MALLOC_TUNING="0") == "False False"
 
 
 def test_train_cli_tunes_malloc(monkeypatch):
-    from eyefast import _malloc, train
+    from eyefast.cli import train
+    from eyefast.core import _malloc
 
     calls = []
     monkeypatch.setattr(_malloc, "tune", lambda: calls.append(1) or True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 import trimesh
 
-from eyefast import metrics as M
+from eyefast.evaluation import metrics as M
 
 
 def _img(seed, shape=(32, 40, 3)):

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from eyefast.occupancy import OccupancyGrid, coarse_binaries, occupancy_sampling, pack_bitfield
+from eyefast.core.occupancy import OccupancyGrid, coarse_binaries, occupancy_sampling, pack_bitfield
 from eyefast.reference import occupancy as ref
 
 

@@ -396,7 +396,7 @@ def test_cpu_cuda_device_mismatch():
 def test_c_api_matches_op():
     import ctypes
 
-    from eyefast import _ext
+    from eyefast.core import _ext
 
     lib = ctypes.CDLL(_ext.library_path())
     f32p, i32p = ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int32)

@@ -5,9 +5,9 @@ composition through hash_grid_encode, F.linear, F.softplus and torch.autograd.gr
 import pytest
 import torch
 
-from eyefast import backend
-from eyefast.nn import sdf_network
-from eyefast.nn.hash_grid import level_scales
+from eyefast.scene import backend
+from eyefast.core.nn import sdf_network
+from eyefast.core.nn.hash_grid import level_scales
 from eyefast.reference.sdf_network import sdf_network as ref_sdf_network
 from conftest import DEVICES, rel_err
 
@@ -253,7 +253,7 @@ def test_errors_name_the_argument():
 
 def test_backends_agree_through_the_model():
     # FaceSDF runs the fused op on the eyefast backend and the composition on the reference backend.
-    from eyefast.model import FaceSDF
+    from eyefast.scene.model import FaceSDF
 
     torch.manual_seed(0)
     nets = {b: FaceSDF(0.5, 6, 2, 7, backend.get(b), log2_hashmap_size=8).double() for b in ("eyefast", "reference")}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from eyefast.reference import shading as S
+from eyefast.scene import shading as S
 from eyefast.reference.sh import sh_encode, sh_encode_deg4
 
 

@@ -117,7 +117,7 @@ def test_nonfinite_misses_have_zero_normals_unchecked(simd_modes):
 
 def test_volrend_and_sampling_simd_are_bitwise_equal(simd_modes):
     from eyefast import volrend as vr
-    from eyefast.occupancy import OccupancyGrid
+    from eyefast.core.occupancy import OccupancyGrid
 
     g = torch.Generator().manual_seed(0)
     n_rays, m = 300, 20000
@@ -139,7 +139,7 @@ def test_volrend_and_sampling_simd_are_bitwise_equal(simd_modes):
 
 def test_hash_grid_simd_is_bitwise_equal(simd_modes):
     # The hash-grid level loops run in the AVX2 / AVX-512 copies too (not vectorised: scatters).
-    from eyefast.nn import HashGrid
+    from eyefast.core.nn import HashGrid
 
     torch.manual_seed(0)
     enc = HashGrid(n_levels=8, n_features_per_level=2, log2_hashmap_size=12, interpolation="smoothstep")
@@ -160,7 +160,7 @@ def test_hash_grid_simd_is_bitwise_equal(simd_modes):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_softplus_simd_is_bitwise_equal(simd_modes, dtype):
-    from eyefast.nn import softplus
+    from eyefast.core.nn import softplus
 
     gen = torch.Generator().manual_seed(7)
     z = (0.1 * torch.randn(40011, generator=gen, dtype=torch.float64)).to(dtype)  # odd n: remainder loops
@@ -178,8 +178,8 @@ def test_softplus_simd_is_bitwise_equal(simd_modes, dtype):
 def test_sdf_network_simd_is_bitwise_equal(simd_modes):
     # The fused network's loops (encoding + Jacobian, bias + softplus rows, table-gradient scatter,
     # Jacobian contractions) at every level; the products are MKL's, the same at every level.
-    from eyefast.nn import sdf_network
-    from eyefast.nn.hash_grid import level_scales
+    from eyefast.core.nn import sdf_network
+    from eyefast.core.nn.hash_grid import level_scales
 
     gen = torch.Generator().manual_seed(3)
     x = torch.rand(2001, 3, generator=gen)

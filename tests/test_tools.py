@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from eyefast import synth, tools
+from eyefast.cli.tools import main as tools_main
+from eyefast.data import synth, tools
 from eyefast.data import Capture, cora_to_nerf
 
 
@@ -59,7 +60,7 @@ def test_triangulate_recovers_points(cap, capture_dir, tmp_path, capsys):
     assert np.abs(np.array(res3["left_eye_ldm"]) - left.numpy()).max() > 3e-3
     # The CLI prints the config lines and writes the JSON.
     out_json = tmp_path / "ldm.json"
-    assert tools.main(["triangulate", "--capture", str(capture_dir), "--landmarks", str(path), "--json", str(out_json)]) == 0
+    assert tools_main(["triangulate", "--capture", str(capture_dir), "--landmarks", str(path), "--json", str(out_json)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("left_eye_ldm: [[") and lines[1].startswith("right_eye_ldm: [[")
     parsed = json.loads(lines[0].split(": ", 1)[1])
@@ -98,7 +99,7 @@ def test_triangulate_errors(cap, capture_dir, tmp_path):
         run(one)
     with pytest.raises(tools.ToolError, match="does not exist"):
         tools.triangulate(capture_dir, tmp_path / "missing.json")
-    assert tools.main(["triangulate", "--capture", str(capture_dir), "--landmarks", str(tmp_path / "missing.json")]) == 2
+    assert tools_main(["triangulate", "--capture", str(capture_dir), "--landmarks", str(tmp_path / "missing.json")]) == 2
 
 
 # --------------------------------------------------------------------------- uv-landmarks
@@ -128,7 +129,7 @@ def test_uv_landmarks_single_image(tmp_path, capsys):
     res = tools.uv_landmarks(tmp_path / "coord.npy", image=tmp_path / "ldm.png")
     assert np.allclose(res["left_eye_ldm"], [coord[r, c] for r, c in sorted(left)], atol=1e-7)
     assert np.allclose(res["right_eye_ldm"], [coord[r, c] for r, c in sorted(right)], atol=1e-7)
-    assert tools.main(["uv-landmarks", "--image", str(tmp_path / "ldm.png"), "--coord-map", str(tmp_path / "coord.npy")]) == 0
+    assert tools_main(["uv-landmarks", "--image", str(tmp_path / "ldm.png"), "--coord-map", str(tmp_path / "coord.npy")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("left_eye_ldm: [[") and "\nright_eye_ldm: [[" in out
 
@@ -251,7 +252,7 @@ def test_eye_masks_match_the_capture(tmp_path):
     u, v = (ii + 0.5) / T, 1 - (jj + 0.5) / T
     iio.imwrite(root / "diffuse_leye_mask.png", (((u < 0.5) & (v > 0.13)) * 255).astype(np.uint8))
     iio.imwrite(root / "diffuse_reye_mask.png", np.stack([((u > 0.5) & (v > 0.13)) * 255] * 3, -1).astype(np.uint8))
-    assert tools.main(["eye-masks", "--capture", str(root), "--mesh-uv", str(root / "mesh_uv.obj")]) == 0
+    assert tools_main(["eye-masks", "--capture", str(root), "--mesh-uv", str(root / "mesh_uv.obj")]) == 0
     checked = 0
     for i in range(len(c2w)):
         for sub, truth in (("leye_mask", res["leye"][i].numpy()), ("reye_mask", res["reye"][i].numpy())):
@@ -268,5 +269,5 @@ def test_eye_masks_match_the_capture(tmp_path):
     left = iio.imread(root / "leye_mask" / "00001.png") > 0
     assert np.nonzero(left)[1].mean() > R / 2
     with pytest.raises(SystemExit):
-        tools.main(["eye-masks", "--capture", str(root)])  # --mesh-uv is required
-    assert tools.main(["eye-masks", "--capture", str(root), "--mesh-uv", str(root / "nope.obj")]) == 2
+        tools_main(["eye-masks", "--capture", str(root)])  # --mesh-uv is required
+    assert tools_main(["eye-masks", "--capture", str(root), "--mesh-uv", str(root / "nope.obj")]) == 2

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from eyefast import ops
+from eyefast.core import eyes as E
 from eyefast.reference import eye as ref
 from conftest import rel_err
 
@@ -26,12 +27,12 @@ def make_eyes(e, seed, iors=IORS, dtype=torch.float64):
     gaze = gaze * (0.5 + torch.rand(e, 1, generator=g, dtype=torch.float64))  # not unit length
 
     def jit(key):
-        return ref.MODEL_EYE[key] * (1 + 0.05 * torch.randn(e, generator=g, dtype=torch.float64))
+        return E.MODEL_EYE[key] * (1 + 0.05 * torch.randn(e, generator=g, dtype=torch.float64))
 
     cr, co = jit("cornea_radius"), jit("cornea_offset")
     seam = (1 + co ** 2 - cr ** 2) / (2 * co)  # the cap's rim: height along the gaze and radius (units of r)
     limbus = (1 - seam ** 2).sqrt() * (0.75 + 0.2 * torch.rand(e, generator=g, dtype=torch.float64))
-    eyes = ref.pack_eyes(centers, radii, gaze, cr, co, limbus,
+    eyes = E.pack_eyes(centers, radii, gaze, cr, co, limbus,
                          jit("iris_depth"), torch.tensor([iors[k % len(iors)] for k in range(e)], dtype=torch.float64))
     return eyes.to(dtype)
 
@@ -211,8 +212,8 @@ def _unit(v):
 
 def test_edge_cases():
     # One model eye at the origin gazing at +z (radius 1): the apex is at z = 1.108.
-    eyes = ref.pack_eyes(torch.zeros(1, 3, dtype=torch.float64), 1.0, torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64))
-    apex = ref.MODEL_EYE["cornea_radius"] + ref.MODEL_EYE["cornea_offset"]
+    eyes = E.pack_eyes(torch.zeros(1, 3, dtype=torch.float64), 1.0, torch.tensor([[0.0, 0.0, 2.0]], dtype=torch.float64))
+    apex = E.MODEL_EYE["cornea_radius"] + E.MODEL_EYE["cornea_offset"]
     o = torch.tensor([
         [0.0, 0.0, 5.0],    # 0: straight at the apex: iris centre, normal incidence
         [0.0, 0.9, 5.0],    # 1: sclera (above the cornea cap)
@@ -230,7 +231,7 @@ def test_edge_cases():
     assert out.t[0].item() == pytest.approx((5.0 - apex) / 2)  # t in units of |d| = 2
     assert out.normal[0].tolist() == pytest.approx([0.0, 0.0, 1.0])
     assert out.refr_dir[0].tolist() == pytest.approx([0.0, 0.0, -1.0])
-    assert out.t_iris[0].item() == pytest.approx(ref.MODEL_EYE["iris_depth"])
+    assert out.t_iris[0].item() == pytest.approx(E.MODEL_EYE["iris_depth"])
     assert out.iris_uv[0].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
     assert math.isinf(out.t[3].item()) and math.isinf(out.t[4].item())
     assert out.t[5].item() == pytest.approx(4.0) and out.normal[5].tolist() == pytest.approx([0.0, 0.0, -1.0])
@@ -250,9 +251,9 @@ def test_edge_cases():
 
 def test_iris_uv_axes():
     # uv follows gaze_frame: for gaze +z the axes are world x and y; the disc edge is uv = 1.
-    eyes = ref.pack_eyes(torch.zeros(1, 3, dtype=torch.float64), 2.0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64),
+    eyes = E.pack_eyes(torch.zeros(1, 3, dtype=torch.float64), 2.0, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64),
                          ior=1.0)  # ior 1: straight through, so uv is the ray's own offset
-    lr = 2.0 * ref.MODEL_EYE["limbus_radius"]
+    lr = 2.0 * E.MODEL_EYE["limbus_radius"]
     # (the cornea cap's rim is at 1.035 limbus radii: the third ray enters the cornea beyond the iris)
     o = torch.tensor([[0.3 * lr, 0.0, 9.0], [0.0, -0.6 * lr, 9.0], [1.02 * lr, 0.0, 9.0]], dtype=torch.float64)
     d = torch.tensor([[0.0, 0.0, -1.0]] * 3, dtype=torch.float64)
@@ -301,7 +302,7 @@ def test_fresnel_limits(ior):
     # Normal incidence on the apex: R = ((ior - 1) / (ior + 1))^2, for any gaze.
     gaze = torch.tensor([[0.3, -0.2, 0.9]], dtype=torch.float64)
     g = _unit(gaze)
-    eyes = ref.pack_eyes(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64), 1.2, gaze, ior=ior)
+    eyes = E.pack_eyes(torch.tensor([[0.1, 0.2, 0.3]], dtype=torch.float64), 1.2, gaze, ior=ior)
     _, _, _, apex, _ = _geometry(eyes)
     o = apex + 4 * g
     out = ops.trace_eyes(o, -g, eyes)

@@ -12,9 +12,10 @@ import pytest
 from conftest import tiny_cfg
 import torch
 
-from eyefast import config as config_mod
-from eyefast import synth
-from eyefast.train import Trainer, load_checkpoint, main as train_main
+from eyefast.data import config as config_mod
+from eyefast.checkpoint import load_checkpoint
+from eyefast.cli.train import main as train_main
+from eyefast.training import Trainer
 
 
 
@@ -185,7 +186,7 @@ def test_broken_config_gives_clear_errors(tiny, tmp_path, capsys):
 
 
 def test_evaluate_reports_the_metrics(tiny, tmp_path):
-    from eyefast.evaluate import main as eval_main
+    from eyefast.cli.evaluate import main as eval_main
 
     cfg = _cfg(tiny, tmp_path, "train.max_steps=3")
     tr = Trainer(cfg, quiet=True)
@@ -196,7 +197,7 @@ def test_evaluate_reports_the_metrics(tiny, tmp_path):
     for k in ("psnr", "ssim", "psnr_eye", "eye_center_error", "eye_radius", "eye_radius_error", "surface_error"):
         assert k in res
     assert res["step"] == 3 and np.isfinite(res["psnr"]) and res["eye_center_error"] >= 0
-    from eyefast.metrics import eye_errors
+    from eyefast.evaluation.metrics import eye_errors
 
     centers = load_checkpoint(str(tmp_path / cfg.name / "latest.pth"))["model"]["eye_centers"]
     gt = os.path.join(tiny, "gt", "eyes.json")
@@ -216,7 +217,7 @@ def test_stage2_trains_only_the_material_on_the_mesh(tiny, tmp_path):
     mat = {k: v.detach().clone() for k, v in tr.model.named_parameters() if k.startswith("material.")}
     res = tr.train_step()
     assert res["stage"] == 2 and np.isfinite(res["loss"]) and tr.stage2 is not None
-    assert tr.stage2["faces"].shape[1] == 3 and tr.stage2["faces"].shape[0] > 0
+    assert tr.stage2.faces.shape[1] == 3 and tr.stage2.faces.shape[0] > 0
     for k, v in tr.model.named_parameters():
         if k in frozen:
             assert torch.equal(v, frozen[k]), f"{k} changed in stage 2"
@@ -226,14 +227,20 @@ def test_stage2_trains_only_the_material_on_the_mesh(tiny, tmp_path):
     tr.save(ck)
     tr2 = Trainer(cfg, quiet=True)
     tr2.load(ck)
-    assert tr2.stage2 is not None and torch.equal(tr2.stage2["faces"], tr.stage2["faces"])
+    assert tr2.stage2 is not None and torch.equal(tr2.stage2.faces, tr.stage2.faces)
     with _threads(1):
         r1, r2 = tr.train_step(), tr2.train_step()
     assert r2["stage"] == 2 and r1["loss"] == pytest.approx(r2["loss"], rel=1e-5)
-    # evaluate/export loads skip the stage-2 set-up
-    tr3 = Trainer(cfg, quiet=True)
-    tr3.load(ck, weights_only_model=True)
-    assert tr3.stage2 is None
+    # evaluate/export load the weights alone: no optimiser, no capture, no stage-2 set-up
+    from eyefast.run import Run
+
+    cfg_path = str(tmp_path / "s2.yaml")
+    config_mod.save(cfg, cfg_path)
+    r = Run.load(config=cfg_path, ckpt=ck)
+    assert r.step == 31 and not r._captures and not hasattr(r, "optimizer")
+    saved = load_checkpoint(ck)["model"]
+    for k, v in r.model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
 
 
 def test_resume_rejects_a_different_model_config(tiny, tmp_path):
@@ -251,8 +258,8 @@ def test_resume_rejects_a_different_model_config(tiny, tmp_path):
 
 
 def test_render_modes_and_volsdf_density(tiny, tmp_path):
-    from eyefast.model import volsdf_density
-    from eyefast.render import render_rays
+    from eyefast.scene.model import volsdf_density
+    from eyefast.scene.render import render_rays
 
     beta = torch.tensor(0.05, dtype=torch.float64)
     sdf = torch.linspace(-0.3, 0.3, 61, dtype=torch.float64)
@@ -281,30 +288,38 @@ def test_render_modes_and_volsdf_density(tiny, tmp_path):
 
 
 def test_non_finite_gradient_is_named(tiny, tmp_path):
+    from eyefast.training.optim import grad_norm_checked
+
     tr = Trainer(_cfg(tiny, tmp_path), quiet=True)
     tr.train_step()
-    tr._check_grads()  # a real step's gradients pass
+    assert torch.isfinite(grad_norm_checked(tr.model, tr.step))  # a real step's gradients pass
     name, p = next((n, p) for n, p in tr.model.named_parameters() if p.grad is not None)
     p.grad.view(-1)[0] = 1e30  # huge but finite (its 2-norm overflows float32): not an error
-    tr._check_grads()
+    grad_norm_checked(tr.model, tr.step)
     p.grad.view(-1)[0] = float("nan")
     with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
-        tr._check_grads()
+        grad_norm_checked(tr.model, tr.step)
     p.grad.view(-1)[0] = -float("inf")
     with pytest.raises(FloatingPointError, match=f"non-finite gradients in {name}"):
-        tr._check_grads()
+        grad_norm_checked(tr.model, tr.step)
 
 
-def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path):
+def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path, monkeypatch):
+    from eyefast.training import optim, trainer as trainer_mod
+
     tr = Trainer(_cfg(tiny, tmp_path), quiet=True)
     calls = []
-    orig_clip = tr._clip_eye_grads
-    tr._clip_eye_grads = lambda: (calls.append(tr.step), orig_clip())
+    monkeypatch.setattr(trainer_mod, "clip_eye_grads",
+                        lambda *a: (calls.append(tr.step), optim.clip_eye_grads(*a)))
     for _ in range(3):  # Adam's second moment of the eye parameters exists after a step
         tr.train_step()
     assert calls == [0, 1, 2]  # every stage-1 step clips
-    del tr._clip_eye_grads
+    monkeypatch.undo()
     m, k = tr.model, tr.cfg.train.eye_grad_clip
+
+    def clip():
+        optim.clip_eye_grads(m, tr.optimizer, float(tr.cfg.train.eye_grad_clip))
+
     assert k == 3.0
     st = tr.optimizer.state[m.eye_centers]
     beta2 = tr.optimizer.param_groups[0]["betas"][1]
@@ -314,7 +329,7 @@ def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path):
     spike[1] = 0.5 * k * rms[1] * torch.tensor([0.6, 0.0, -0.8])  # right eye: an ordinary gradient
     m.eye_centers.grad = spike.clone()
     m.eye_s.grad = torch.tensor(-1e6)
-    tr._clip_eye_grads()
+    clip()
     g = m.eye_centers.grad
     torch.testing.assert_close(g[0].norm(), k * rms[0], rtol=1e-5, atol=0)  # bounded, direction kept
     torch.testing.assert_close(g[0] / g[0].norm(), spike[0] / spike[0].norm())
@@ -322,17 +337,17 @@ def test_eye_gradient_spike_is_clipped_to_its_running_rms(tiny, tmp_path):
     assert float(m.eye_s.grad) == pytest.approx(-k * rms_s, rel=1e-5)
     # a huge finite float32 gradient is clipped too (its norm does not overflow to a zero scale)
     m.eye_centers.grad = torch.full((2, 3), 3e38)
-    tr._clip_eye_grads()
+    clip()
     torch.testing.assert_close(m.eye_centers.grad.norm(dim=-1), k * rms, rtol=1e-5, atol=0)
     # a row with no second moment yet (all its gradients were 0) is not clipped to 0
     st["exp_avg_sq"][1] = 0.0
     m.eye_centers.grad = spike.clone()
-    tr._clip_eye_grads()
+    clip()
     assert torch.equal(m.eye_centers.grad[1], spike[1])
     # 0 turns it off
     tr.cfg.train.eye_grad_clip = 0.0
     m.eye_centers.grad = spike.clone()
-    tr._clip_eye_grads()
+    clip()
     assert torch.equal(m.eye_centers.grad, spike)
     with pytest.raises(config_mod.ConfigError, match="train.eye_grad_clip"):
         _cfg(tiny, tmp_path, "train.eye_grad_clip=-1")

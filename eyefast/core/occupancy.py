@@ -77,6 +77,13 @@ def occupancy_sampling(rays_o, rays_d, bitfield, level_aabbs, resolution, *, nea
     )
 
 
+def _kernel_transmittance(t_starts, t_ends, sigmas, alphas, ray_indices, n_rays):
+    """(transmittance, alphas) of packed samples on eyefast's kernels (from densities or alphas)."""
+    if sigmas is not None:
+        return render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays, check=False)
+    return render_transmittance_from_alpha(alphas, ray_indices, n_rays, check=False), alphas
+
+
 class OccupancyGrid(torch.nn.Module):
     """Occupancy grid estimator (nerfacc 0.5 ``OccGridEstimator`` interface).
 
@@ -167,23 +174,37 @@ class OccupancyGrid(torch.nn.Module):
             far_plane=far_plane, render_step_size=render_step_size, cone_angle=cone_angle,
             t_min=t_min, t_max=t_max, u=u, coarse=self.coarse_bitfield, block=self.block,
         )
-        n_rays = rays_o.shape[0]
-        if (alpha_thre > 0.0 or early_stop_eps > 0.0) and (sigma_fn is not None or alpha_fn is not None):
+        return self.prune(ray_indices, t_starts, t_ends, rays_o.shape[0], sigma_fn, alpha_fn, early_stop_eps, alpha_thre)
+
+    @torch.no_grad()
+    def prune(self, ray_indices, t_starts, t_ends, n_rays: int, sigma_fn: Optional[Callable] = None,
+              alpha_fn: Optional[Callable] = None, early_stop_eps: float = 1e-4, alpha_thre: float = 0.0,
+              transmittance_fn: Optional[Callable] = None):
+        """Drops marched samples (nerfacc's pruning): those behind ``early_stop_eps`` of transmittance
+        and, with ``alpha_thre > 0``, those with alpha below ``min(alpha_thre, mean occupancy)``.
+
+        ``sigma_fn`` or ``alpha_fn`` as in :meth:`sampling` (neither: nothing is pruned).
+        ``transmittance_fn(t_starts, t_ends, sigmas, alphas, ray_indices, n_rays) -> (trans, alphas)``
+        (one of ``sigmas``/``alphas`` is None) computes the transmittance: eyefast's kernels by default;
+        the reference backend passes the pure-PyTorch one. Returns ``(ray_indices, t_starts, t_ends)``.
+        """
+        if not (alpha_thre > 0.0 or early_stop_eps > 0.0) or (sigma_fn is None and alpha_fn is None):
+            return ray_indices, t_starts, t_ends
+        if alpha_thre > 0.0:
             alpha_thre = min(alpha_thre, self.occs.mean().item())
-            if t_starts.shape[0] == 0:
-                return ray_indices, t_starts, t_ends
-            if sigma_fn is not None:
-                sigmas = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
-                trans, alphas = render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays,
-                                                                  check=False)
-            else:
-                alphas = alpha_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
-                trans = render_transmittance_from_alpha(alphas, ray_indices, n_rays, check=False)
-            keep = trans >= early_stop_eps
-            if alpha_thre > 0.0:
-                keep &= alphas >= alpha_thre
-            ray_indices, t_starts, t_ends = ray_indices[keep], t_starts[keep], t_ends[keep]
-        return ray_indices, t_starts, t_ends
+        if t_starts.shape[0] == 0:
+            return ray_indices, t_starts, t_ends
+        fn = transmittance_fn or _kernel_transmittance
+        if sigma_fn is not None:
+            sigmas = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
+            trans, alphas = fn(t_starts, t_ends, sigmas, None, ray_indices, n_rays)
+        else:
+            alphas = alpha_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
+            trans, alphas = fn(t_starts, t_ends, None, alphas, ray_indices, n_rays)
+        keep = trans >= early_stop_eps
+        if alpha_thre > 0.0:
+            keep &= alphas >= alpha_thre
+        return ray_indices[keep], t_starts[keep], t_ends[keep]
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .nn.hash_grid import HashGrid
-from .reference import shading as S
-from .reference.eye import MODEL_EYE, REGION_IRIS, model_eye_planes, pack_eyes
+from ..core.eyes import MODEL_EYE, REGION_IRIS, model_eye_planes, pack_eyes
+from ..core.nn.hash_grid import HashGrid
+from . import shading as S
+from .shading import CORNEA_ROUGHNESS, IRIS_ROUGHNESS
 
 __all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density", "OBJECTS"]
 
@@ -30,9 +31,6 @@ IRIS_PYRAMID = (8, 16, 32, 64)
 #: learning-rate multiplier of the iris texture and the colour behind the cornea (per-texel
 #: parameters in logit space, as fast as a hash-grid table would be)
 TEXTURE_LR_SCALE = 20.0
-#: gloss of the cornea's reflection (GGX roughness) and of the iris behind it (Burley roughness)
-CORNEA_ROUGHNESS = 0.05
-IRIS_ROUGHNESS = 0.5
 
 
 def volsdf_density(sdf: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import math
 import torch
 
 from .. import _ext
-from ..reference.hash_grid import level_layout, level_scales
+from ..hash_layout import level_layout, level_scales
 
 _ext.load()
 

@@ -9,7 +9,8 @@ import glob
 import os
 import shutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the source tree: eyefast/core/_build.py -> the repository root
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CSRC = os.path.join(ROOT, "csrc")
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
 

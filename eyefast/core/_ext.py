@@ -68,7 +68,7 @@ def load():
     with _lock:
         if _module is None:
             try:
-                from . import _C as mod  # noqa: N814
+                from .. import _C as mod  # noqa: N814
             except ImportError as err:
                 if os.environ.get("EYEFAST_NO_JIT", "") == "1":
                     raise ImportError(

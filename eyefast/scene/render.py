@@ -15,18 +15,31 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .reference import shading as S
-from .reference.eye import REGION_IRIS
+from ..core.eyes import REGION_IRIS
+from . import shading as S
 
-__all__ = ["render_rays", "step_size", "render_image"]
+__all__ = ["render_rays", "step_size", "light_of", "make_grid", "render_image", "render_view"]
 
 EARLY_STOP_EPS = 1e-4
 ALPHA_THRE = 0.0
 
 
 def step_size(cfg) -> float:
-    """Marching step ``2 * bound * sqrt(3) / render_n_samples`` (SPEC 4)."""
+    """Marching step ``2 * bound * sqrt(3) / render_n_samples`` (docs/method.md section 4)."""
     return 2.0 * cfg.data.bound * math.sqrt(3.0) / cfg.renderer.render_n_samples
+
+
+def light_of(cfg) -> dict:
+    """The capture's light (``color [3]``, ``intensity``) from the config's ``light`` section."""
+    return {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
+
+
+def make_grid(cfg):
+    """The occupancy grid over ``[-bound, bound]^3`` (``renderer.grid_resolution`` cells per axis)."""
+    from ..core.occupancy import OccupancyGrid
+
+    b = cfg.data.bound
+    return OccupancyGrid([-b, -b, -b, b, b, b], resolution=cfg.renderer.grid_resolution)
 
 
 def _eye_t_max(model, ops, rays_o, rays_d):
@@ -120,8 +133,8 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
 def _material(model, x, eye_w):
     albedo, spec, rough = model.material(x)
     if eye_w is not None:  # SPEC 2: eye surfaces are glossy with a fixed BRDF
-        spec = eye_w * 0.2 + (1.0 - eye_w) * spec
-        rough = eye_w * 0.05 + (1.0 - eye_w) * rough
+        spec = eye_w * S.EYE_SPECULAR + (1.0 - eye_w) * spec
+        rough = eye_w * S.EYE_ROUGHNESS + (1.0 - eye_w) * rough
     return albedo, spec, rough
 
 
@@ -225,3 +238,12 @@ def render_image(model, grid, ops, capture, i: int, light, step: float, chunk: i
         v = torch.cat([p[k] for p in parts], 0)
         out[k] = v.reshape(H, W, *v.shape[1:])
     return out
+
+
+@torch.no_grad()
+def render_view(model, grid, ops, cfg, capture, i: int) -> dict:
+    """Renders frame ``i`` of ``capture`` with the config's light, step and shading (eval mode)."""
+    model.eval()
+    grid.eval()
+    return render_image(model, grid, ops, capture, i, light_of(cfg), step_size(cfg), cfg.renderer.chunk_size,
+                        cfg.renderer.shading)

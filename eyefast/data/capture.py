@@ -1,11 +1,11 @@
-"""Loading a CoRA capture folder (SPEC section 1): cameras, images, masks, rays.
+"""Loading a CoRA capture folder (docs/method.md section 1): cameras, images, masks, rays.
 
 Folder layout::
 
     <capture>/transforms.json   (or transforms_aligned.json)
     <capture>/image/ mask/ hair_mask/ leye_mask/ reye_mask/ specular_bfm/
 
-Conventions (all from SPEC section 1):
+Conventions (docs/method.md section 1):
 
 * frames are sorted by ``file_path``; frame ``i`` is validation when ``i % 10 == 0``.
 * ``transforms.json`` holds NeRF/OpenGL camera-to-world matrices; they are converted
@@ -55,6 +55,7 @@ __all__ = [
     "nerf_to_cora",
     "cora_to_nerf",
     "frame_name",
+    "shrink_hair",
 ]
 
 MASK_KINDS = ("mask", "hair_mask", "leye_mask", "reye_mask", "specular_bfm")
@@ -258,11 +259,9 @@ class Capture:
         ``cfg.device`` (an integer ``n`` means ``"cuda:n"``).
         """
         if device is None:
-            device = cfg.device
-            if isinstance(device, int):
-                device = f"cuda:{device}"
-            elif device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
+            from ..core.device import parse_device
+
+            device = parse_device(cfg.device)
         return cls(cfg.data.meta_path, split=split, device=device, downscale=downscale, gamma=cfg.light.gamma)
 
     # ------------------------------------------------------------------ loading
@@ -513,3 +512,17 @@ class Capture:
 
     def __repr__(self):
         return f"Capture('{self.root}', split={self.split!r}, frames={self.n_frames}, {self.W}x{self.H})"
+
+
+def shrink_hair(cap: Capture, ks: int) -> None:
+    """``data.dilate_ks``: hair pixels next to skin are not hair (dilates the skin mask by ks x ks and
+    removes it from ``cap``'s ``hair_mask``, in place)."""
+    if ks <= 1:
+        return
+    out = cap.masks["hair_mask"]
+    for i in range(out.shape[0]):  # a frame at a time: real captures hold hundreds of 1080p masks
+        mask = cap.masks["mask"][i].float() / 255.0
+        hair = out[i].float() / 255.0
+        skin = (mask * (1.0 - hair))[None, None]
+        grown = torch.nn.functional.max_pool2d(skin, ks, stride=1, padding=ks // 2)[0, 0, : hair.shape[0], : hair.shape[1]]
+        out[i] = (hair * (1.0 - grown) * 255.0).round().to(torch.uint8)

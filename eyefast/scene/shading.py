@@ -1,4 +1,4 @@
-"""Shading of SPEC section 3 (pure PyTorch reference; float64-safe, differentiable).
+"""The scene's shading (docs/method.md section 3), in pure PyTorch (float64-safe, differentiable).
 
 * Light: a point light at the camera centre, radiance scale
   ``light_color * light_intensity * light_scale / d**2`` (``d`` = camera-to-point
@@ -24,9 +24,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .sh import sh_encode
-
 __all__ = [
+    "EYE_SPECULAR",
+    "EYE_ROUGHNESS",
+    "CORNEA_ROUGHNESS",
+    "IRIS_ROUGHNESS",
     "burley_diffuse",
     "ggx_distribution",
     "smith_visibility",
@@ -36,6 +38,14 @@ __all__ = [
     "sh_ambient",
     "shade_colocated",
 ]
+
+
+#: the eyes' fixed BRDF (docs/method.md section 2): where an eye is the nearest surface, specular
+#: intensity and roughness are these, not the material network's
+EYE_SPECULAR, EYE_ROUGHNESS = 0.2, 0.05
+#: refractive eyes (``eye_model: cornea``): gloss of the cornea's reflection (GGX roughness) and of
+#: the iris behind it (Burley roughness)
+CORNEA_ROUGHNESS, IRIS_ROUGHNESS = 0.05, 0.5
 
 
 def _dot(a, b):
@@ -139,10 +149,16 @@ def ggx_specular(normals, l, v, specular, roughness):
 def sh9_basis(normals):
     """Order-3 real SH basis (bands 0..2, 9 values) at unit normals: ``[N,3] -> [N,9]``.
 
-    Same constants, order and signs as :func:`eyefast.reference.sh.sh_encode` (the
-    first 9 of the tcnn degree-4 encoding).
+    The first 9 values of tiny-cuda-nn's degree-4 ``SphericalHarmonics`` encoding (same constants,
+    order and signs as :func:`eyefast.core.nn.sh_encode`), in pure PyTorch (differentiable, any
+    float dtype).
     """
-    return sh_encode(normals, 3)
+    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
+    x2, y2, z2 = x * x, y * y, z * z
+    c0, c1 = 0.28209479177387814, 0.48860251190291987
+    c2a, c2b, c2c, c2d = 1.0925484305920792, 0.94617469575755997, 0.31539156525251999, 0.54627421529603959
+    return torch.stack([torch.full_like(x, c0), -c1 * y, c1 * z, -c1 * x, c2a * x * y, -c2a * y * z,
+                        c2b * z2 - c2c, -c2a * x * z, c2d * (x2 - y2)], dim=-1)
 
 
 def sh_ambient(normals, sh_coeffs, beta, occlusion, albedo, sh_scale):

@@ -61,7 +61,7 @@ class _Eyefast(Backend):
     name = "eyefast"
 
     def __init__(self):
-        from . import nn as enn, ops, volrend
+        from ..core import nn as enn, ops, volrend
 
         self._enn, self._ops, self._vr = enn, ops, volrend
 
@@ -99,7 +99,7 @@ class _Reference(Backend):
     name = "reference"
 
     def __init__(self):
-        from .reference import eye, hash_grid, occupancy, sdf_network, sh, volrend
+        from ..reference import eye, hash_grid, occupancy, sdf_network, sh, volrend
 
         self._eye, self._hg, self._occ, self._sh, self._vr = eye, hash_grid, occupancy, sh, volrend
         self._sdf = sdf_network
@@ -134,15 +134,12 @@ class _Reference(Backend):
                            device=rays_o.device if generator is None else generator.device).to(rays_o.device)
         ri, ts, te = self._occ.sampling(rays_o, rays_d, grid.binaries, grid.aabbs.to(rays_o.dtype), near_plane,
                                         far_plane, render_step_size, cone_angle, t_min, t_max, u)
-        if sigma_fn is not None and ts.shape[0] and (alpha_thre > 0.0 or early_stop_eps > 0.0):
-            alpha_thre = min(alpha_thre, grid.occs.mean().item())
-            sig = sigma_fn(ts, te, ri).reshape(-1).to(ts.dtype)
-            _, trans, alphas = self._vr.render_weight_from_density(ts, te, sig, ri, rays_o.shape[0])
-            keep = trans >= early_stop_eps
-            if alpha_thre > 0.0:
-                keep &= alphas >= alpha_thre
-            ri, ts, te = ri[keep], ts[keep], te[keep]
-        return ri, ts, te
+        return grid.prune(ri, ts, te, rays_o.shape[0], sigma_fn, None, early_stop_eps, alpha_thre,
+                          transmittance_fn=self._transmittance)
+
+    def _transmittance(self, t_starts, t_ends, sigmas, alphas, ray_indices, n_rays):
+        _, trans, alphas = self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+        return trans, alphas
 
     def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, n_rays):
         return self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)

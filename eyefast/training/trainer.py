@@ -1,0 +1,371 @@
+"""The training loop (docs/method.md sections 2-5): :class:`Trainer`.
+
+A run writes ``<workspace>/<name>/``: ``config.yaml`` (the config used), ``checkpoints/step_XXXXXX.pth``
+every ``train.save_freq`` steps and ``latest.pth`` (atomic writes), ``scalars.csv`` (``step,tag,value``;
+also TensorBoard event files when ``tensorboard`` is installed), ``val.json`` (last validation),
+``vis/step_XXXXXX.png`` previews (prediction | truth | normal | diffuse | specular | eye opacities).
+Ctrl-C finishes the current step, saves ``latest.pth`` and stops; :meth:`Trainer.load` of a checkpoint
+continues with the same step, optimiser, occupancy grid and random state. A new training never
+replaces an earlier run in its folder unless asked to (``overwrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import threading
+import time
+
+import torch
+
+from ..checkpoint import atomic_save, check_structure, config_value, load_checkpoint
+from ..scene import backend as backends
+from ..core.device import parse_device
+from ..data import config as config_mod
+from ..data.capture import Capture, shrink_hair
+from ..evaluation.views import preview_image, view_metrics, write_preview
+from ..run import Run
+from ..scene.model import TEXTURE_LR_SCALE, HeadModel
+from ..scene.render import light_of, make_grid, render_rays, render_view, step_size
+from . import distributed
+from .losses import stage1_terms, weighted_sum
+from .optim import clip_eye_grads, grad_norm_checked, lr_factor, make_optimizer
+from .run_folder import prepare_run_folder
+from .scalars import Scalars
+from .stage2 import Stage2
+
+__all__ = ["Trainer"]
+
+log = logging.getLogger("eyefast.training")
+
+
+class Trainer:
+    """Trains :class:`eyefast.scene.HeadModel` on a capture (see the module docstring).
+
+    Args:
+        cfg: :class:`eyefast.data.config.Config`. device: torch device (default ``cfg.device``).
+        quiet: no progress bar and no messages (tests).
+    """
+
+    def __init__(self, cfg, device=None, quiet: bool = False):
+        self.cfg = cfg
+        self.device = parse_device(cfg.device if device is None else device)
+        d = distributed.dist()
+        self.rank, self.world = (d.get_rank(), d.get_world_size()) if d else (0, 1)
+        self.quiet = quiet or self.rank != 0
+        self.ops = backends.get(cfg.ops_backend)
+        if cfg.loss.w_lpips > 0:  # config.load warns as well; stated once more where it matters
+            self._say("loss.w_lpips: eyefast ships no LPIPS network weights; the perceptual term is skipped")
+        self.train_cap = Capture.from_config(cfg, "train", device=self.device)
+        self.val_cap = Capture.from_config(cfg, "val", device=self.device)  # frame 0 is always a validation frame
+        shrink_hair(self.train_cap, cfg.data.dilate_ks)
+        n_frames_all = int(max(self.train_cap.frame_ids.max(), self.val_cap.frame_ids.max())) + 1
+        torch.manual_seed(cfg.train.seed)
+        self.model = HeadModel(cfg, self.ops, n_frames_all).to(self.device)
+        self.grid = make_grid(cfg).to(self.device)
+        cap = self.train_cap  # space no training camera sees stays empty
+        self.grid.mark_invisible_cells(cap.K, cap.c2w[:, :3, :], cap.W, cap.H)
+        self.step_size = step_size(cfg)
+        self.light = light_of(cfg)
+        if self.world > 1:  # every rank starts from rank 0's weights and grid
+            for tsr in list(self.model.state_dict().values()) + list(self.grid.state_dict().values()):
+                d.broadcast(tsr, 0)
+        self.optimizer, self._trained = make_optimizer(self.model, cfg.train.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self.step = 0
+        self.n_rays = min(cfg.renderer.max_num_ray, max(64, cfg.renderer.sample_batch_size // 64 // 64 * 64))
+        self.metrics: dict = {}
+        self.ldm = {}
+        for k, key in ((0, "left_eye_ldm"), (1, "right_eye_ldm")):
+            v = getattr(cfg.data, key)
+            if v is not None:
+                self.ldm[k] = torch.tensor(v, dtype=torch.float32, device=self.device)
+        self.run_dir = os.path.join(cfg.workspace, cfg.name)
+        self.resumed_from = None  # the checkpoint load() continued from
+        self._stop = False
+        self.stage2: Stage2 | None = None  # once stage 2 (mesh rendering) has started
+        self._grad_norm = None  # the last step's gradient norm (before the eye clipping)
+
+    # ------------------------------------------------------------------ helpers
+    def _say(self, msg: str) -> None:
+        if not self.quiet:
+            log.info(msg)
+
+    def _lr_lambda(self, step: int) -> float:
+        return lr_factor(self.cfg.train, step)
+
+    def _occ_eval(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for s in range(0, x.shape[0], 1 << 18):
+            out.append(self.model.density(self.model.scene_sdf(x[s:s + (1 << 18)])) * self.step_size)
+        return torch.cat(out)
+
+    def _local_rays(self, n: int) -> int:
+        """This rank's share of a step's ``n`` rays."""
+        return max(1, n // self.world + (1 if self.rank < n % self.world else 0))
+
+    def _optimize(self, loss: torch.Tensor, clip_eyes: bool) -> None:
+        """zero_grad, backward (for the optimised parameters only), all-reduce, the gradient check, the
+        eye clipping (stage 1), the Adam and scheduler steps."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=[p for p in self._trained if p.requires_grad])
+        distributed.allreduce_grads(self.model.parameters(), self.device)
+        self._grad_norm = grad_norm_checked(self.model, self.step)
+        if clip_eyes:
+            clip_eye_grads(self.model, self.optimizer, float(self.cfg.train.eye_grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+
+    # ------------------------------------------------------------------ one step
+    def in_stage2(self) -> bool:
+        t = self.cfg.train
+        return bool(t.mesh_render) and self.step >= t.mesh_render_iter
+
+    def train_step(self) -> dict:
+        """One optimisation step; returns its scalars (floats)."""
+        # every random draw of a step comes from (seed, step, rank): resumable without per-rank RNG state
+        self.generator.manual_seed(self.seed * 1_000_003 + self.step * 64 + self.rank)
+        if self.in_stage2():
+            return self._stage2_step()
+        cfg, model = self.cfg, self.model
+        model.train()
+        self.grid.train()
+        model.set_progress(self.step, cfg.train.init_level, cfg.train.level_grow_iter)
+        self.grid.update_every_n_steps(self.step, self._occ_eval, occ_thre=1e-2,
+                                       n=cfg.renderer.grid_update_freq)
+        if self.world > 1 and self.step % cfg.renderer.grid_update_freq == 0:  # identical grids on all ranks
+            distributed.dist().broadcast(self.grid.occs, 0)
+            distributed.dist().broadcast(self.grid.binaries, 0)
+        cap = self.train_cap
+        b = cap.sample_batch(self._local_rays(self.n_rays), self.generator)
+        fids = cap.frame_ids.to(self.device)[b["frame_idx"]]
+        model.frame_seen[fids] = True
+        out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
+                          step=self.step_size, train=True, stratified=True, generator=self.generator,
+                          shading=cfg.renderer.shading)
+        terms = stage1_terms(model, out, b, self.ldm, cfg, self.generator)
+        loss = weighted_sum(terms, cfg.loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
+        self._optimize(loss, clip_eyes=True)
+        n_samples = distributed.sum_over_ranks(out["n_samples"], self.device)
+        # adaptive ray count: samples per step near renderer.sample_batch_size (docs/method.md section 4)
+        target_s = cfg.renderer.sample_batch_size
+        nr = int(self.n_rays * target_s / max(n_samples, 1))
+        self.n_rays = int(min(cfg.renderer.max_num_ray, max(64, nr // 64 * 64)))
+        target = b["rgb"]
+        with torch.no_grad():
+            mse = float(((out["rgb"].clamp(0, 1) ** (1 / cfg.light.gamma) - target ** (1 / cfg.light.gamma)) ** 2).mean())
+        res = {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
+               "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": out["rgb"].shape[0],
+               "n_samples": n_samples, "lr": self.scheduler.get_last_lr()[0], "beta": model.beta.item(),
+               "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
+        if self._grad_norm is not None:  # before the eye clipping: what the loss produced
+            res["grad_norm"] = float(self._grad_norm)
+        self.step += 1
+        return res
+
+    def _stage2_step(self) -> dict:
+        """Stage 2: only the material network trains, on the fixed face mesh (see :class:`Stage2`)."""
+        cfg = self.cfg
+        if self.stage2 is None:
+            self._say(f"stage 2: extracting the face mesh at {cfg.train.mesh_resolution}^3")
+            self.stage2, stats = Stage2.extract(self.model, self.train_cap, cfg.data.bound, cfg.train.mesh_resolution,
+                                                quiet=self.quiet)
+            self._say(f"stage 2: {stats['faces']} faces; training the material on the mesh")
+        self.model.train()
+        loss, terms, rgb, target = self.stage2.terms(self.model, self.light, self._local_rays(cfg.renderer.max_num_ray),
+                                                     self.generator, cfg.loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
+        # only the material is in the graph: Adam leaves parameters with grad None untouched
+        self._optimize(loss, clip_eyes=False)
+        with torch.no_grad():
+            g = 1.0 / cfg.light.gamma
+            mse = float(((rgb.clamp(0, 1) ** g - target ** g) ** 2).mean())
+        self.step += 1
+        n = rgb.shape[0]
+        extra = {} if self._grad_norm is None else {"grad_norm": float(self._grad_norm)}
+        return {**extra, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
+                "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": n, "n_samples": n,
+                "lr": self.scheduler.get_last_lr()[0], "stage": 2}
+
+    # ------------------------------------------------------------------ validation / previews
+    @torch.no_grad()
+    def render_view(self, cap: Capture, i: int) -> dict:
+        return render_view(self.model, self.grid, self.ops, self.cfg, cap, i)
+
+    def validate(self, max_views: int | None = None) -> dict:
+        cap = self.val_cap
+        n = cap.n_frames if max_views is None else min(max_views, cap.n_frames)
+        m = view_metrics(self.render_view, cap, n, self.cfg.light.gamma)
+        res = {"val/psnr": m["psnr"], "val/ssim": m["ssim"]}
+        if m["psnr_eye"] is not None:
+            res["val/psnr_eye"] = m["psnr_eye"]
+        return res
+
+    def preview(self, path: str, i: int = 0) -> None:
+        """PNG: prediction | truth | normal | diffuse | specular | eye opacities (R left, G right, B face)."""
+        cap = self.val_cap
+        write_preview(path, preview_image(self.render_view(cap, i), cap.full_image(i), self.cfg.light.gamma))
+
+    def as_run(self):
+        """This trainer's model as a :class:`eyefast.run.Run` (shared, not copied), with its captures:
+        export or evaluate it mid-training."""
+        return Run(self.cfg, self.model, self.grid, self.step, self.run_dir,
+                   captures={"train": self.train_cap, "val": self.val_cap})
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "grid": self.grid.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "n_rays": self.n_rays,
+            "metrics": dict(self.metrics),
+            "config": self.cfg.to_dict(),
+            "stage2_mesh": None if self.stage2 is None else self.stage2.state(),
+        }
+
+    def save(self, path: str) -> None:
+        atomic_save(self.state_dict(), path)
+
+    def _apply_lr(self, ck: dict) -> None:
+        """A --set train.lr=... on resume takes effect (the optimiser state would keep the old rate)."""
+        old = config_value(ck.get("config"), "train.lr")
+        if old is None or old == self.cfg.train.lr:
+            return
+        self._say(f"train.lr {self.cfg.train.lr} replaces the checkpoint's {old}")
+        base = [self.cfg.train.lr * (1.0 if i == 0 else TEXTURE_LR_SCALE)
+                for i in range(len(self.optimizer.param_groups))]
+        for g, lr in zip(self.optimizer.param_groups, base):
+            g["initial_lr"] = lr
+            g["lr"] = lr * self._lr_lambda(self.step)
+        self.scheduler.base_lrs = base
+
+    def load(self, path: str) -> None:
+        """Continues from checkpoint ``path``: weights, grid, step, optimiser, scheduler, random state,
+        and the stage-2 mesh."""
+        ck = load_checkpoint(path, map_location=self.device)
+        check_structure(ck, self.cfg, path)
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.grid.load_state_dict(ck["grid"])
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint '{path}' does not match this config's model: {e}") from None
+        self.step = int(ck["step"])
+        self.metrics = dict(ck.get("metrics", {}))
+        seed = config_value(ck.get("config"), "train.seed")
+        if seed is not None:
+            self.seed = int(seed)
+        # the hash levels the last completed step trained with (rendering, export and resume agree)
+        t = self.cfg.train
+        self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
+        self.stage2 = None
+        if ck.get("stage2_mesh") is not None:
+            self.stage2 = Stage2(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"], self.train_cap)
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        self._apply_lr(ck)
+        self.n_rays = min(self.cfg.renderer.max_num_ray, max(64, int(ck.get("n_rays", self.n_rays))))
+        rng = ck.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"].cpu())
+        if "generator" in rng:
+            self.generator.set_state(rng["generator"].cpu())
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"].cpu(), self.device)
+        self.resumed_from = path
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, max_steps: int | None = None, overwrite: bool = False) -> dict:
+        """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics.
+
+        A fresh trainer (step 0, nothing loaded) refuses a run folder that already holds a run
+        (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``."""
+        cfg = self.cfg
+        t = cfg.train
+        max_steps = t.max_steps if max_steps is None else max_steps
+        self._stop = False
+        lead = self.rank == 0  # only rank 0 writes checkpoints, logs, previews
+        if lead:
+            prepare_run_folder(self.run_dir, resumed=self.step > 0 or self.resumed_from is not None,
+                               overwrite=overwrite)
+            config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
+        scalars = Scalars(self.run_dir, self.step if self.step > 0 else None) if lead else None
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_steps, initial=self.step, disable=self.quiet, desc="train", dynamic_ncols=True)
+        prev = signal.getsignal(signal.SIGINT)
+        in_main = threading.current_thread() is threading.main_thread()
+
+        def on_sigint(signum, frame):
+            if self._stop:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop = True
+            self._say("Ctrl-C: finishing this step, saving latest.pth (press again to abort)")
+
+        if in_main:
+            signal.signal(signal.SIGINT, on_sigint)
+        t0 = time.perf_counter()
+        rays_done = 0
+        gmax = 0.0  # the largest gradient norm since the last logged step (a spike between logs shows)
+        try:
+            while self.step < max_steps and not self._collective_stop():
+                res = self.train_step()
+                rays_done += res["n_rays"] * self.world
+                step = self.step
+                el = time.perf_counter() - t0
+                res["rays_per_s"] = rays_done / max(el, 1e-9)
+                self.metrics = {k: v for k, v in res.items()}
+                if not lead:
+                    continue
+                gmax = max(gmax, res.get("grad_norm", 0.0))
+                if step % 10 == 0 or step == max_steps:
+                    scalars.log(step, {f"train/{k}": v for k, v in res.items()})
+                    if "grad_norm" in res:
+                        scalars.log(step, {"train/grad_norm_max": gmax})
+                    gmax = 0.0
+                bar.update(1)
+                bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
+                                rays_s=f"{res['rays_per_s']:.0f}", refresh=False)
+                if t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps):
+                    v = self.validate(max_views=8)
+                    self.metrics.update(v)
+                    scalars.log(step, v)
+                    with open(os.path.join(self.run_dir, "val.json"), "w") as f:
+                        json.dump({"step": step, **v}, f, indent=1)
+                    bar.write(f"step {step}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
+                if t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps):
+                    self.preview(os.path.join(self.run_dir, "vis", f"step_{step:06d}.png"))
+                if t.save_freq > 0 and step % t.save_freq == 0:
+                    self.save(os.path.join(self.run_dir, "checkpoints", f"step_{step:06d}.pth"))
+                latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
+                if step % latest_every == 0 or step == max_steps:
+                    self.save(os.path.join(self.run_dir, "latest.pth"))
+            if self._stop and lead:
+                self.save(os.path.join(self.run_dir, "latest.pth"))
+                self._say(f"stopped at step {self.step}; resume with --resume {os.path.join(self.run_dir, 'latest.pth')}")
+        finally:
+            bar.close()
+            if scalars is not None:
+                scalars.close()
+            if in_main:
+                signal.signal(signal.SIGINT, prev)
+        return self.metrics
+
+    def _collective_stop(self) -> bool:
+        """Ctrl-C on any rank stops all ranks after the same step."""
+        self._stop = distributed.any_rank(self._stop, self.device)
+        return self._stop

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import yaml
 
@@ -167,3 +169,23 @@ def test_save_load_round_trip(tmp_path):
     again = C.load(out)
     assert again.to_dict() == cfg.to_dict()
     assert yaml.safe_load(out.read_text())["data"]["bound"] == 1.5
+
+
+def test_the_shipped_configs_load_with_a_capture_path(tiny):
+    """configs/*.yaml load as they are with --set data.meta_path=...; demo.yaml is what the synthetic demo
+    capture writes; the step-1 and refractive configs differ from cora.yaml where they say."""
+    import glob
+
+    from eyefast.data import synth
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    files = {os.path.basename(p): p for p in glob.glob(os.path.join(folder, "*.yaml"))}
+    assert {"cora.yaml", "cora_wo_hybrid.yaml", "refractive.yaml", "demo.yaml"} <= set(files)
+    cfgs = {k: C.load(p, [f"data.meta_path={tiny}"]).to_dict() for k, p in files.items()}
+    for c in cfgs.values():
+        assert c["data"]["meta_path"] == os.path.abspath(tiny)
+    assert cfgs["cora_wo_hybrid.yaml"]["data"]["ignore_eyeball"] and not cfgs["cora.yaml"]["data"]["ignore_eyeball"]
+    assert cfgs["refractive.yaml"]["eye_model"] == "cornea" and cfgs["cora.yaml"]["eye_model"] == "sphere"
+    demo = synth._config_dict(synth.Head(), "demo", False)
+    want = C.from_dict(demo, [f"data.meta_path={tiny}"]).to_dict()
+    assert cfgs["demo.yaml"] == want

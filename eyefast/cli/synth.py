@@ -33,7 +33,10 @@ def main(argv=None, prog: str = PROG) -> int:
     from ..data.synth import generate
 
     try:
-        generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive, verbose=True)
+        res = generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive)
     except (ValueError, OSError) as e:
         return fail(prog, e)
+    print(f"{res['views']} views at {res['resolution']}x{res['resolution']} -> {res['out']} in {res['seconds']:.1f} s "
+          f"(face mesh {res['face_vertices']} vertices, foreground {res['foreground']:.0%}); "
+          f"train it with: eyefast train {res['out']}/config.yaml")
     return 0

@@ -10,8 +10,8 @@ make a missing extension an error instead.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 import threading
 
 import torch
@@ -36,12 +36,9 @@ def _jit_build():
         os.path.expanduser("~"), ".cache", "eyefast", "jit-" + digest.hexdigest()[:12]
     )
     os.makedirs(build_dir, exist_ok=True)
-    print(
-        f"eyefast: the compiled extension eyefast._C is missing; building it just in time in {build_dir} "
-        f"({'CPU + CUDA' if with_cuda else 'CPU'} kernels, a minute or two the first time) ...",
-        file=sys.stderr,
-        flush=True,
-    )
+    logging.getLogger("eyefast").warning(
+        f"the compiled extension eyefast._C is missing; building it just in time in {build_dir} "
+        f"({'CPU + CUDA' if with_cuda else 'CPU'} kernels, several minutes the first time) ...")
     from torch.utils.cpp_extension import load
 
     if with_cuda:

@@ -56,11 +56,10 @@ sample at each pixel centre; the output is deterministic for a given seed.
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -70,7 +69,9 @@ import torch.nn.functional as F
 from ..scene import shading as S
 from .capture import cora_to_nerf
 
-__all__ = ["Head", "PRESETS", "generate", "look_at", "sweep_cameras", "main", "LIGHT_INTENSITY", "EYE_RADIUS"]
+__all__ = ["Head", "PRESETS", "generate", "look_at", "sweep_cameras", "LIGHT_INTENSITY", "EYE_RADIUS"]
+
+log = logging.getLogger(__name__)
 
 PRESETS = {
     "tiny": {"resolution": 32, "views": 8, "mc_res": 48},
@@ -536,7 +537,7 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
     }
 
 
-def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive=False, verbose=False) -> dict:
+def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive=False) -> dict:
     """Write a synthetic capture to folder ``out``; returns a summary dict.
 
     Args: see the module docstring / CLI.  ``views`` and ``resolution`` override the
@@ -625,24 +626,8 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     with open(os.path.join(out, "gt", "scene.json"), "w") as f:
         json.dump(scene, f)
     dt = time.time() - t0
-    if verbose:
-        print(f"eyefast.synth: {V} views at {R}x{R} -> {out} in {dt:.1f}s "
-              f"(face mesh {len(verts)} verts, foreground {res['mask'].float().mean():.0%})")
-    return {"out": out, "views": V, "resolution": R, "seconds": dt}
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m eyefast.synth", description=__doc__.split("\n\n")[0])
-    ap.add_argument("out", help="output capture folder")
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    ap.add_argument("--views", type=int, default=None, help="number of views (default: preset)")
-    ap.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: preset)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--refractive", action="store_true", help="add a refracting cornea to each eye")
-    a = ap.parse_args(argv)
-    generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive, verbose=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    summary = {"out": out, "views": V, "resolution": R, "seconds": dt, "face_vertices": int(len(verts)),
+               "foreground": float(res["mask"].float().mean())}
+    log.info("%d views at %dx%d -> %s in %.1fs (face mesh %d verts, foreground %.0f%%)", V, R, R, out, dt,
+             summary["face_vertices"], 100 * summary["foreground"])
+    return summary

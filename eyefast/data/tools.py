@@ -40,6 +40,7 @@ Conventions
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -320,11 +321,9 @@ def uv_landmarks(coord_map, image=None, left_image=None, right_image=None, toler
     lx = np.mean([p[0] for p in out["left_eye_ldm"]])
     rx = np.mean([p[0] for p in out["right_eye_ldm"]])
     if lx < rx:
-        print(
-            f"eyefast.tools uv-landmarks: warning: the left-eye landmarks (mean x {lx:.4f}) lie at smaller x than "
-            f"the right-eye ones ({rx:.4f}); eyefast's 'left' is the subject's left eye, at +x",
-            file=sys.stderr,
-        )
+        logging.getLogger(__name__).warning(
+            f"uv-landmarks: the left-eye landmarks (mean x {lx:.4f}) lie at smaller x than "
+            f"the right-eye ones ({rx:.4f}); eyefast's 'left' is the subject's left eye, at +x")
     return out
 
 

@@ -52,8 +52,8 @@ def pack_eyes(centers, radii, gaze, cornea_radius=None, cornea_offset=None, limb
 
     def col(v, default):
         v = default if v is None else v
-        if not torch.is_tensor(v):
-            v = torch.tensor(float(v), dtype=centers.dtype, device=centers.device)
+        if not torch.is_tensor(v):  # a fill: a tensor from Python data would be a blocking copy on a GPU
+            return centers.new_full((e, 1), float(v))
         return v.to(centers.dtype).reshape(-1).expand(e)[:, None]
 
     return torch.cat([

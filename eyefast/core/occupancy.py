@@ -121,6 +121,7 @@ class OccupancyGrid(torch.nn.Module):
         self._bitfield_key = None
         self._bitfield = None
         self._coarse = None
+        self._visible: dict = {}  # level -> indices of the cells some camera sees (see _visible_cells)
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -204,7 +205,9 @@ class OccupancyGrid(torch.nn.Module):
         keep = trans >= early_stop_eps
         if alpha_thre > 0.0:
             keep &= alphas >= alpha_thre
-        return ray_indices[keep], t_starts[keep], t_ends[keep]
+        # one compaction for the three arrays (its size is the one value the host must read)
+        idx = torch.nonzero(keep).squeeze(-1)
+        return ray_indices.index_select(0, idx), t_starts.index_select(0, idx), t_ends.index_select(0, idx)
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -223,33 +226,51 @@ class OccupancyGrid(torch.nn.Module):
             self._update(step, occ_eval_fn, occ_thre, ema_decay, warmup_steps)
 
     def _sample_uniform_and_occupied_cells(self, n: int, lvl: int, generator=None) -> torch.Tensor:
+        """``n`` random cells of level ``lvl`` and ``n`` random occupied ones (drawn with replacement by
+        inverting the cumulative count: no host sync; where no cell is occupied, the second half are
+        uniform too)."""
         dev = self.occs.device
         uniform = torch.randint(self.cells_per_lvl, (n,), device=dev, generator=generator)
-        occupied = torch.nonzero(self.binaries[lvl].reshape(-1)).squeeze(-1)
-        if n < occupied.numel():
-            occupied = occupied[torch.randint(occupied.numel(), (n,), device=dev, generator=generator)]
+        cdf = torch.cumsum(self.binaries[lvl].reshape(-1).to(torch.int64), 0)
+        r = (torch.rand(n, device=dev, generator=generator) * cdf[-1]).to(torch.int64)
+        occupied = torch.searchsorted(cdf, r, right=True).clamp_max(self.cells_per_lvl - 1)
+        occupied = torch.where(cdf[-1] > 0, occupied, torch.randint(self.cells_per_lvl, (n,), device=dev,
+                                                                    generator=generator))
         return torch.cat([uniform, occupied])
+
+    def _visible_cells(self, lvl: int) -> torch.Tensor:
+        """The cells of level ``lvl`` some camera sees (all, unless :meth:`mark_invisible_cells` ran); one
+        host sync the first time, then cached (marked cells stay marked)."""
+        key = (lvl, self.occs.device)
+        if self._visible.get(key) is None:
+            lv = self.occs[lvl * self.cells_per_lvl:(lvl + 1) * self.cells_per_lvl]
+            self._visible[key] = torch.nonzero(lv >= 0).squeeze(-1)
+        return self._visible[key]
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._visible = {}  # new occupancy values: the visible cells are found again
+        super()._load_from_state_dict(*args, **kwargs)
 
     @torch.no_grad()
     def _update(self, step, occ_eval_fn, occ_thre=1e-2, ema_decay=0.95, warmup_steps=256, generator=None):
         for lvl in range(self.levels):
             if step < warmup_steps:
-                indices = self.grid_indices
+                indices = self._visible_cells(lvl)
             else:
                 indices = self._sample_uniform_and_occupied_cells(self.cells_per_lvl // 4, lvl, generator)
             cell_ids = lvl * self.cells_per_lvl + indices
-            visible = self.occs[cell_ids] >= 0  # cells marked invisible (-1) stay out
-            if not bool(visible.all()):
-                indices, cell_ids = indices[visible], cell_ids[visible]
+            old = self.occs[cell_ids]
             coords = self.grid_coords[indices].to(torch.float32)
             jitter = torch.rand(coords.shape, device=coords.device, generator=generator)
             x = (coords + jitter) / self.resolution
             box = self.aabbs[lvl]
             x = box[:3] + x * (box[3:] - box[:3])
-            occ = occ_eval_fn(x).reshape(-1).to(self.occs.dtype) if indices.numel() else self.occs[:0]
-            self.occs[cell_ids] = torch.maximum(self.occs[cell_ids] * ema_decay, occ)
-        valid = self.occs[self.occs >= 0]
-        thre = torch.clamp(valid.mean(), max=occ_thre) if valid.numel() else torch.tensor(occ_thre)
+            occ = occ_eval_fn(x).reshape(-1).to(self.occs.dtype) if indices.numel() else old
+            # cells marked invisible (-1) stay out
+            self.occs[cell_ids] = torch.where(old >= 0, torch.maximum(old * ema_decay, occ), old)
+        valid = self.occs >= 0
+        mean = (self.occs * valid).sum() / valid.sum().clamp_min(1)
+        thre = torch.where(valid.any(), mean.clamp(max=occ_thre), torch.full_like(mean, occ_thre))
         self.binaries.copy_((self.occs > thre).view(self.binaries.shape))
 
     @torch.no_grad()
@@ -282,19 +303,23 @@ class OccupancyGrid(torch.nn.Module):
         R, t = c2w[:, :3, :3], c2w[:, :3, 3]
         w2c_R = R.transpose(1, 2)
         w2c_t = -(w2c_R @ t[:, :, None])[:, :, 0]
+        P = K @ w2c_R  # [C, 3, 3]: world point -> homogeneous pixel (up to the translation)
+        Pt = (K @ w2c_t[:, :, None])[:, :, 0]  # [C, 3]
         lvl_indices = self.grid_indices
+        cams = max(1, (1 << 22) // max(1, chunk))  # cameras a batch: chunk x cams projections at once
         for lvl in range(self.levels):
             box = self.aabbs[lvl]
             for s in range(0, self.cells_per_lvl, chunk):
                 idx = lvl_indices[s:s + chunk]
                 x = box[:3] + (self.grid_coords[idx].to(torch.float32) + 0.5) / self.resolution * (box[3:] - box[:3])
                 seen = torch.zeros(idx.shape[0], dtype=torch.bool, device=x.device)
-                for c in range(c2w.shape[0]):
-                    pc = x @ w2c_R[c].T + w2c_t[c]
-                    z = pc[:, 2]
-                    uv = (pc @ K[c].T)[:, :2] / z.clamp_min(1e-12)[:, None]
-                    seen |= ((z > near_plane) & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0)
-                             & (uv[:, 1] < height))
+                for c0 in range(0, c2w.shape[0], cams):  # the cameras in batches, not one by one
+                    z = torch.einsum("cj,pj->cp", w2c_R[c0:c0 + cams, 2], x) + w2c_t[c0:c0 + cams, 2:3]
+                    uvw = torch.einsum("cij,pj->cpi", P[c0:c0 + cams], x) + Pt[c0:c0 + cams, None]
+                    uv = uvw[..., :2] / z.clamp_min(1e-12)[..., None]
+                    seen |= ((z > near_plane) & (uv[..., 0] >= 0) & (uv[..., 0] < width) & (uv[..., 1] >= 0)
+                             & (uv[..., 1] < height)).any(0)
                 cell_ids = lvl * self.cells_per_lvl + idx
-                self.occs[cell_ids[~seen]] = -1.0
+                self.occs[cell_ids] = torch.where(seen, self.occs[cell_ids], torch.full_like(self.occs[cell_ids], -1.0))
+        self._visible = {}
         self.binaries &= (self.occs >= 0).view(self.binaries.shape)

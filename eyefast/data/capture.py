@@ -177,7 +177,7 @@ class Capture:
         c2w: ``[F, 4, 4]`` float32 converted camera-to-world (x right, y down, z forward).
         cam_centers: ``[F, 3]``.
         image_names: frame names (file base names without extension), sorted.
-        frame_ids: ``[F]`` long, index of each frame in the full sorted list.
+        frame_ids: ``[F]`` long (on ``device``), index of each frame in the full sorted list.
         images: ``[F, H, W, 3]`` uint8 (sRGB-ish).
         masks: dict kind -> ``[F, H, W]`` uint8 (0..255 for 0..1), kinds :data:`MASK_KINDS`.
         transforms_path: the JSON file read.  converted: False for ``transforms_aligned.json``.
@@ -250,6 +250,7 @@ class Capture:
 
         self._load_pixels(frames, W0, H0)
         self.K = self.K.to(self.device)
+        self.frame_ids = self.frame_ids.to(self.device)
 
     @classmethod
     def from_config(cls, cfg, split: str = "train", device=None, downscale: int = 1) -> "Capture":
@@ -384,13 +385,15 @@ class Capture:
         return img
 
     # ------------------------------------------------------------------ geometry
-    def _frame_index(self, frame) -> torch.Tensor:
+    def _frame_index(self, frame, check: bool = True) -> torch.Tensor:
+        if torch.is_tensor(frame) and not check:
+            return frame.to(device=self.device, dtype=torch.long)
         f = torch.as_tensor(frame, dtype=torch.long, device=self.device)
         if ((f < 0) | (f >= self.n_frames)).any():
             raise IndexError(f"frame index out of range 0..{self.n_frames - 1}: {frame}")
         return f
 
-    def rays(self, frame_idx, pixels_xy=None):
+    def rays(self, frame_idx, pixels_xy=None, check: bool = True):
         """Camera rays of one frame.
 
         Args:
@@ -398,11 +401,13 @@ class Capture:
             pixels_xy: ``[M, 2]`` pixel coordinates (x = column, y = row; integer
                 indices or continuous values, the +0.5 centre offset is added), or
                 None for every pixel in row-major order (``M = H * W``).
+            check: check that the frame indices are in range (reads a flag back from the device: a
+                host sync on a GPU; the trainer's own random indices skip it).
 
         Returns:
             ``(origins [M, 3], dirs [M, 3])`` float32 on the capture's device; dirs unit.
         """
-        f = self._frame_index(frame_idx)
+        f = self._frame_index(frame_idx, check)
         if pixels_xy is None:
             if f.dim() != 0:
                 raise ValueError("rays: pixels_xy=None needs a single frame index")
@@ -474,12 +479,13 @@ class Capture:
             raise KeyError(f"unknown mask kind {kind!r}; kinds: {', '.join(MASK_KINDS)}")
         return self.masks[kind][int(self._frame_index(i))].float() / 255.0
 
-    def gather(self, frame_idx: torch.Tensor, pixel_xy: torch.Tensor) -> dict:
+    def gather(self, frame_idx: torch.Tensor, pixel_xy: torch.Tensor, check: bool = True) -> dict:
         """Rays and pixel values at given pixels.
 
         Args:
             frame_idx: ``[n]`` long, frame indices (this split).
             pixel_xy: ``[n, 2]`` long, integer pixel coordinates (x, y).
+            check: check the frame indices (see :meth:`rays`).
 
         Returns:
             dict ``rays_o [n,3], rays_d [n,3], rgb [n,3] (linear), mask, hair_mask,
@@ -488,7 +494,7 @@ class Capture:
         """
         f = frame_idx.to(self.device).long()
         xy = pixel_xy.to(self.device).long()
-        o, d = self.rays(f, xy)
+        o, d = self.rays(f, xy, check=check)
         out = {"rays_o": o, "rays_d": d, "rgb": self.linear_rgb(self.images[f, xy[:, 1], xy[:, 0]])}
         for k in MASK_KINDS:
             out[k] = self.masks[k][f, xy[:, 1], xy[:, 0]].float() / 255.0
@@ -499,13 +505,15 @@ class Capture:
     def sample_batch(self, n_rays: int, generator: torch.Generator | None = None) -> dict:
         """Uniformly random pixels of this split's frames (see :meth:`gather` for keys).
 
-        ``generator``: a ``torch.Generator`` on the CPU (for reproducibility);
-        indices are drawn on the CPU and moved to the capture's device.
+        ``generator``: a ``torch.Generator`` (for reproducibility) on the capture's device: the indices
+        are drawn where the pixels are (a CPU generator's draws would be copied over, a blocking copy
+        on a GPU).
         """
-        f = torch.randint(0, self.n_frames, (n_rays,), generator=generator)
-        x = torch.randint(0, self.W, (n_rays,), generator=generator)
-        y = torch.randint(0, self.H, (n_rays,), generator=generator)
-        return self.gather(f, torch.stack([x, y], -1))
+        dev = self.device if generator is None else generator.device
+        f = torch.randint(0, self.n_frames, (n_rays,), generator=generator, device=dev)
+        x = torch.randint(0, self.W, (n_rays,), generator=generator, device=dev)
+        y = torch.randint(0, self.H, (n_rays,), generator=generator, device=dev)
+        return self.gather(f, torch.stack([x, y], -1), check=False)
 
     def __len__(self):
         return self.n_frames

@@ -150,6 +150,9 @@ TRAIN_DEFAULTS = {
     # eyefast addition: each step, the gradient of an eye centre (and of the eye radius) is clipped to
     # this many times its running RMS (Adam's second moment); 0 turns it off. See Trainer._clip_eye_grads.
     "eye_grad_clip": ("float", 3.0),
+    # eyefast addition: steps between reads of the training scalars from the device (scalars.csv, the
+    # progress bar, the check for non-finite losses and gradients); reading them is a host sync on a GPU
+    "log_every": ("int", 10),
 }
 
 LOSS_DEFAULTS = {
@@ -305,6 +308,8 @@ def _cross_checks(d: dict):
     if not (d["train"]["eye_grad_clip"] >= 0 and math.isfinite(d["train"]["eye_grad_clip"])):
         raise ConfigError(f"config key 'train.eye_grad_clip': must be a finite number >= 0 (0: off), got "
                           f"{d['train']['eye_grad_clip']}")
+    if d["train"]["log_every"] <= 0:
+        raise ConfigError(f"config key 'train.log_every': must be > 0, got {d['train']['log_every']}")
     if d["train"]["level_grow_iter"] <= 0:
         raise ConfigError(f"config key 'train.level_grow_iter': must be > 0, got {d['train']['level_grow_iter']}")
     if data["dilate_ks"] < 0:

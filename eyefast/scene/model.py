@@ -212,12 +212,12 @@ class HeadModel(nn.Module):
 
     def occlusion(self, frame_ids: torch.Tensor) -> torch.Tensor:
         """Per-view SH occlusion (after sigmoid) ``[N]``; unseen (validation) views use the mean
-        of the training views."""
+        of the training views (no host sync: a masked mean)."""
         occ = torch.sigmoid(self.sh_occlusion)
         seen = self.frame_seen
-        if bool(seen.any()):
-            mean = occ[seen].mean()
-            occ = torch.where(seen, occ, mean)
+        n_seen = seen.sum()
+        mean = (occ * seen).sum() / n_seen.clamp_min(1)
+        occ = torch.where(seen | (n_seen == 0), occ, mean)
         return occ[frame_ids]
 
     def set_progress(self, step: int, init_level: int, level_grow_iter: int) -> None:
@@ -265,16 +265,13 @@ class HeadModel(nn.Module):
         return n
 
     def iris_albedo(self, eye: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-        """Iris albedo ``[N, 3]`` at iris-plane coordinates ``uv [N, 2]`` (unit disc) of eye ``eye [N]``."""
-        out = uv.new_zeros(uv.shape[0], 3)
-        for k in range(2):
-            sel = torch.nonzero(eye == k).squeeze(-1)
-            if sel.numel():
-                g = uv[sel][None, None]
-                logit = sum(F.grid_sample(t[k:k + 1].to(uv.dtype), g, mode="bilinear", padding_mode="border",
-                                          align_corners=False) for t in self.iris_texture)
-                out = out.index_copy(0, sel, torch.sigmoid(logit[0, :, 0].T))
-        return out
+        """Iris albedo ``[N, 3]`` at iris-plane coordinates ``uv [N, 2]`` (unit disc) of eye ``eye [N]``
+        (both eyes' textures looked up at every point, then selected: no host sync)."""
+        g = uv[None, None]
+        per_eye = [torch.sigmoid(sum(F.grid_sample(t[k:k + 1].to(uv.dtype), g, mode="bilinear", padding_mode="border",
+                                                   align_corners=False) for t in self.iris_texture)[0, :, 0].T)
+                   for k in range(2)]
+        return torch.where((eye == 0)[:, None], per_eye[0], per_eye[1])
 
     def texture_parameters(self) -> list:
         """Parameters trained with :data:`TEXTURE_LR_SCALE` times the learning rate."""

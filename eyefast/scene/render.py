@@ -29,9 +29,11 @@ def step_size(cfg) -> float:
     return 2.0 * cfg.data.bound * math.sqrt(3.0) / cfg.renderer.render_n_samples
 
 
-def light_of(cfg) -> dict:
-    """The capture's light (``color [3]``, ``intensity``) from the config's ``light`` section."""
-    return {"color": list(cfg.light.color), "intensity": float(cfg.light.intensity)}
+def light_of(cfg, device="cpu") -> dict:
+    """The capture's light from the config's ``light`` section: ``color`` (a ``[3]`` float32 tensor on
+    ``device``, made once: a tensor from Python data is a blocking copy on a GPU) and ``intensity``."""
+    return {"color": torch.tensor(list(cfg.light.color), dtype=torch.float32, device=device),
+            "intensity": float(cfg.light.intensity)}
 
 
 def make_grid(cfg):
@@ -204,18 +206,22 @@ def _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extr
     go through the hit distance, ~1 / (n . d), so rays grazing the cornea (side views, the rim)
     dominate them, and in float32 their rounding does; with Adam's normalised steps that noise
     walked the eyes off their place (26% of the radius in one demo run)."""
-    trace = ops.trace_eyes(rays_o.contiguous(), rays_d.contiguous(),
-                           model.eyes_packed(geometry_grad=False).to(rays_o.dtype))
-    idx = torch.nonzero(trace[2] >= REGION_IRIS).squeeze(-1)
-    if idx.numel() == 0:
-        return
-    sub = tuple(v[idx] for v in trace)
-    rgb_c, alb_c = model.cornea_rgb(sub, rays_o[idx], rays_d[idx], model.occlusion(frame_ids[idx]), light)
-    cw = eye_w[idx][:, None]
-    opw = out["opacity"][idx][:, None] * cw
+    t, eye, region, normal, refr, fres, t_iris, uv = ops.trace_eyes(
+        rays_o.contiguous(), rays_d.contiguous(), model.eyes_packed(geometry_grad=False).to(rays_o.dtype))
+    # every ray is shaded (no compaction: no host sync), with safe stand-ins where no cornea is hit, and
+    # only the hits are blended in
+    hit = region >= REGION_IRIS
+    on_iris = region == REGION_IRIS
+    h3 = hit[:, None]
+    sub = (torch.where(hit, t, torch.ones_like(t)), eye.clamp_min(0), region,
+           torch.where(h3, normal, -rays_d), torch.where(h3, refr, rays_d), torch.where(hit, fres, torch.zeros_like(fres)),
+           torch.where(on_iris, t_iris, torch.zeros_like(t_iris)), torch.where(on_iris[:, None], uv, torch.zeros_like(uv)))
+    rgb_c, alb_c = model.cornea_rgb(sub, rays_o, rays_d, model.occlusion(frame_ids), light)
+    cw = (eye_w * hit.to(eye_w.dtype))[:, None]
+    opw = out["opacity"][:, None] * cw
 
     def mix(key, val):
-        out[key] = out[key].index_copy(0, idx, out[key][idx] * (1.0 - cw) + opw * val)
+        out[key] = out[key] * (1.0 - cw) + opw * val
 
     mix("rgb", rgb_c)
     if extras:
@@ -245,5 +251,5 @@ def render_view(model, grid, ops, cfg, capture, i: int) -> dict:
     """Renders frame ``i`` of ``capture`` with the config's light, step and shading (eval mode)."""
     model.eval()
     grid.eval()
-    return render_image(model, grid, ops, capture, i, light_of(cfg), step_size(cfg), cfg.renderer.chunk_size,
-                        cfg.renderer.shading)
+    return render_image(model, grid, ops, capture, i, light_of(cfg, capture.device), step_size(cfg),
+                        cfg.renderer.chunk_size, cfg.renderer.shading)

@@ -54,7 +54,9 @@ def _dot(a, b):
 
 def _as_col(t, ref):
     """Scalar or [N] or [N,1] -> broadcastable [N,1] (or [1,1]) tensor like ref."""
-    t = torch.as_tensor(t, dtype=ref.dtype, device=ref.device)
+    if not torch.is_tensor(t):  # a Python number: a fill, not a tensor from Python data (a copy on a GPU)
+        return ref.new_full((1, 1), float(t))
+    t = t.to(dtype=ref.dtype, device=ref.device)
     if t.dim() == 0:
         return t.reshape(1, 1)
     if t.dim() == 1:

@@ -45,16 +45,18 @@ def weighted_sum(terms: dict, loss_cfg):
 
 def normal_smoothness(model, b: dict, out: dict, cfg, generator) -> torch.Tensor:
     """1 - n(x) . n(x + eps t) at the rays' expected surface points (random tangent t), weighted
-    ``loss.w_eps_n_smooth`` inside the hair mask and ``loss.w_eps_n`` elsewhere."""
-    op = out["opacity"].detach()
-    sel = (b["mask"] > 0.5) & (op > 0.5)
-    if not bool(sel.any()) or (cfg.loss.w_eps_n == 0 and cfg.loss.w_eps_n_smooth == 0):
+    ``loss.w_eps_n_smooth`` inside the hair mask and ``loss.w_eps_n`` elsewhere; over the rays inside the
+    foreground mask whose opacity exceeds 0.5. Every ray is evaluated and the others weigh 0 (a
+    compaction would be a host sync on a GPU)."""
+    if cfg.loss.w_eps_n == 0 and cfg.loss.w_eps_n_smooth == 0:
         return out["eikonal"] * 0.0
-    depth = (out["depth"].detach() / op.clamp_min(1e-6))[sel]
-    x = b["rays_o"][sel] + b["rays_d"][sel] * depth[:, None]
+    op = out["opacity"].detach()
+    sel = ((b["mask"] > 0.5) & (op > 0.5)).to(op.dtype)
+    depth = out["depth"].detach() / op.clamp_min(1e-6)
+    x = b["rays_o"] + b["rays_d"] * depth[:, None]
     n1 = model.scene_normal(x, create_graph=True)
-    r = torch.randn(x.shape, generator=generator).to(x.device)
-    t = F.normalize(torch.cross(n1.detach(), r, dim=-1), dim=-1)
+    r = torch.randn(x.shape, generator=generator, device=x.device if generator is None else generator.device)
+    t = F.normalize(torch.cross(n1.detach(), r.to(x.device), dim=-1), dim=-1)
     n2 = model.scene_normal(x + cfg.network.neighbor_eps * t, create_graph=True)
-    w = torch.where(b["hair_mask"][sel] > 0.5, cfg.loss.w_eps_n_smooth, cfg.loss.w_eps_n)
+    w = torch.where(b["hair_mask"] > 0.5, cfg.loss.w_eps_n_smooth, cfg.loss.w_eps_n) * sel
     return (w * (1.0 - (n1 * n2).sum(-1))).sum() / max(1, b["mask"].shape[0])

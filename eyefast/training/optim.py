@@ -1,5 +1,5 @@
-"""The optimiser (docs/method.md section 5): Adam with warm-up and step decay, the gradient check,
-and the eye-gradient clipping."""
+"""The optimiser (docs/method.md section 5): Adam with warm-up and step decay, the gradient health
+check, and the eye-gradient clipping."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from ..scene.model import TEXTURE_LR_SCALE
 
-__all__ = ["make_optimizer", "lr_factor", "grad_norm_checked", "clip_eye_grads"]
+__all__ = ["make_optimizer", "lr_factor", "grad_health", "clip_eye_grads"]
 
 
 def make_optimizer(model, lr: float):
@@ -38,26 +38,13 @@ def lr_factor(train_cfg, step: int) -> float:
     return f * 0.33 ** sum(1 for m in t.milestones if step >= m)
 
 
-def grad_norm_checked(model, step: int):
-    """The gradients' global 2-norm (a 0-dim tensor, or None without gradients); raises
-    FloatingPointError naming the parameters whose gradients are not finite.
-
-    One host sync for all parameters (on a GPU, one per parameter stalled the step 30 times). A screen
-    first: the 2-norms in one multi-tensor reduction (a non-finite element makes its norm non-finite);
-    only if one is not finite (a huge finite gradient can overflow the norm too), the exact
-    per-parameter check."""
-    named = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
-    if not named:
-        return None
-    norms = torch.stack(torch._foreach_norm([g for _, g in named]))
-    total = torch.linalg.vector_norm(norms)  # logged as grad_norm (diagnoses spikes)
-    ok = torch.isfinite(norms)
-    if bool(ok.all()):
-        return total
-    bad = [n for (n, g), good in zip(named, ok.tolist()) if not good and not bool(torch.isfinite(g).all())]
-    if bad:
-        raise FloatingPointError(f"step {step}: non-finite gradients in {', '.join(bad)}")
-    return total
+def grad_health(grads):
+    """``(norm, nonfinite)`` of a list of gradients, as device tensors (no host sync): the global 2-norm
+    (logged as ``grad_norm``; it can overflow for huge finite gradients) and, per gradient, whether it
+    holds a NaN or an infinity (its max-abs norm is not finite: exact, a finite max never overflows)."""
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    nonfinite = ~torch.isfinite(torch.stack(torch._foreach_norm(grads, float("inf"))))
+    return norm, nonfinite
 
 
 def clip_eye_grads(model, optimizer, k: float) -> None:

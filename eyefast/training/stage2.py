@@ -16,52 +16,72 @@ __all__ = ["Stage2"]
 
 class Stage2:
     """The stage-2 mesh: the face mesh (marching cubes at ``train.mesh_resolution``^3, decimated by half,
-    only faces seen inside the training masks, largest component, small holes filled). Each step
-    rasterises it in :attr:`VIEWS` random training views (memory independent of the capture's size).
+    only faces seen inside the training masks, largest component, small holes filled), rasterised once
+    in every training view when stage 2 starts. The pixels it covers inside the mask and outside the
+    eyes (at most :attr:`MAX_PER_VIEW` per view, drawn at random) form a pool; each step draws its pixels
+    from the pool on the device and intersects their rays with the face each pixel shows: no
+    rasterising and no host sync in the step.
 
     ``verts [V, 3]`` float32 and ``faces [F, 3]`` int64 (kept on the CPU for checkpoints; a copy on
-    ``cap.device`` for rasterising)."""
+    ``cap.device`` for the step)."""
 
-    VIEWS = 4  # training views rasterised per stage-2 step
+    MAX_PER_VIEW = 1 << 16  # pool pixels per view (bounds the pool's memory at 12 bytes a pixel)
 
-    def __init__(self, verts: torch.Tensor, faces: torch.Tensor, cap):
+    def __init__(self, verts: torch.Tensor, faces: torch.Tensor, cap, seed: int = 0):
         self.verts, self.faces = verts.cpu(), faces.cpu()
         self.cap = cap
         self.v = verts.to(cap.device).contiguous()
         self.f = faces.to(cap.device).contiguous()
         self.near, self.far = near_far(cap.cam_centers, self.v)
+        self._make_pool(seed)
 
     @classmethod
-    def extract(cls, model, cap, bound: float, resolution: int, quiet: bool = True):
-        """The mesh of the model's face SDF; returns ``(Stage2, stats)`` (face counts of each stage)."""
+    def extract(cls, model, cap, bound: float, resolution: int, quiet: bool = True, seed: int = 0):
+        """The mesh of the model's face SDF; returns ``(Stage2, stats)`` (face counts of each stage and
+        ``pixels``, the pool's size)."""
         mesh, stats = clipped_face_mesh(model, cap, bound, resolution, quiet=quiet)
         verts = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float32)
         faces = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.int64)
-        return cls(verts, faces, cap), stats
+        st = cls(verts, faces, cap, seed)
+        return st, {**stats, "pixels": st.n_pixels}
 
     def state(self) -> dict:
         return {"verts": self.verts, "faces": self.faces}
 
-    def pixels(self, n: int, generator):
-        """``n`` random (frame, pixel, surface point) triples: pixels covered by the mesh inside the mask
-        and outside the eyes of :attr:`VIEWS` random training views."""
+    @torch.no_grad()
+    def _make_pool(self, seed: int) -> None:
         cap = self.cap
-        frames = torch.randint(0, cap.n_frames, (self.VIEWS,), generator=generator).tolist()
-        fr, pix, pts = [], [], []
-        for i in frames:
+        g = torch.Generator(device=cap.device).manual_seed(int(seed) * 7919 + 17)
+        frames, pix, face = [], [], []
+        for i in range(cap.n_frames):
             clip = ops.project_to_clip(self.v, cap.K, cap.w2c[i], cap.H, cap.W, near=self.near, far=self.far)
-            p2f, bary, _ = ops.rasterize(clip, self.f, cap.H, cap.W)
+            p2f, _, _ = ops.rasterize(clip, self.f, cap.H, cap.W)
             keep = ((p2f >= 0) & (cap.masks["mask"][i] > 127) & (cap.masks["leye_mask"][i] <= 127)
-                    & (cap.masks["reye_mask"][i] <= 127))
-            yx = torch.nonzero(keep)
-            fr.append(torch.full((yx.shape[0],), i, dtype=torch.long, device=cap.device))
-            pix.append(yx.flip(-1))
-            pts.append(ops.interpolate(self.v, self.f, p2f, bary)[keep])
-        fr, pix, pts = torch.cat(fr), torch.cat(pix), torch.cat(pts)
-        if fr.shape[0] == 0:
-            raise RuntimeError(f"stage 2: the face mesh covers no masked pixel of training views {frames}")
-        sel = torch.randint(0, fr.shape[0], (n,), generator=generator).to(cap.device)
-        return fr[sel], pix[sel], pts[sel]
+                    & (cap.masks["reye_mask"][i] <= 127)).reshape(-1)
+            lin = torch.nonzero(keep).squeeze(-1)
+            if lin.numel() > self.MAX_PER_VIEW:
+                lin = lin[torch.randperm(lin.numel(), generator=g, device=cap.device)[: self.MAX_PER_VIEW]]
+            frames.append(torch.full((lin.numel(),), i, dtype=torch.int32, device=cap.device))
+            pix.append(lin.to(torch.int32))
+            face.append(p2f.reshape(-1)[lin].to(torch.int32))
+        self.pool_frame, self.pool_pix, self.pool_face = torch.cat(frames), torch.cat(pix), torch.cat(face)
+        self.n_pixels = int(self.pool_frame.numel())
+        if self.n_pixels == 0:
+            raise RuntimeError("stage 2: the face mesh covers no masked pixel of any training view")
+
+    def pixels(self, n: int, generator):
+        """``n`` random (frame, pixel xy, surface point) triples from the pool: the surface point is where
+        the pixel's ray meets the plane of the face the pixel shows (what rasterising gives)."""
+        cap = self.cap
+        sel = torch.randint(0, self.n_pixels, (n,), generator=generator, device=cap.device)
+        fr = self.pool_frame[sel].long()
+        lin = self.pool_pix[sel].long()
+        xy = torch.stack([lin % cap.W, lin // cap.W], -1)
+        tri = self.v[self.f[self.pool_face[sel].long()]]  # [n, 3, 3]
+        o, d = cap.rays(fr, xy, check=False)
+        nrm = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        t = ((tri[:, 0] - o) * nrm).sum(-1) / (d * nrm).sum(-1)
+        return fr, xy, o + t[:, None] * d
 
     def terms(self, model, light: dict, n: int, generator, loss_cfg):
         """The stage-2 loss on ``n`` mesh pixels: L1 + the hair and specular-prior (``w_abdmm_refine``)
@@ -71,8 +91,8 @@ class Stage2:
         cap = self.cap
         fr, pix, x = self.pixels(n, generator)
         nrm = F.normalize(model.face_with_gradient(x, create_graph=False)[2], dim=-1)
-        b = cap.gather(fr, pix)
-        fids = cap.frame_ids.to(cap.device)[fr]
+        b = cap.gather(fr, pix, check=False)
+        fids = cap.frame_ids[fr]
         albedo, spec, rough = model.material(x)
         with torch.no_grad():
             occ = model.occlusion(fids)[:, None]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -32,7 +31,7 @@ from ..scene.model import TEXTURE_LR_SCALE, HeadModel
 from ..scene.render import light_of, make_grid, render_rays, render_view, step_size
 from . import distributed
 from .losses import stage1_terms, weighted_sum
-from .optim import clip_eye_grads, grad_norm_checked, lr_factor, make_optimizer
+from .optim import clip_eye_grads, grad_health, lr_factor, make_optimizer
 from .run_folder import prepare_run_folder
 from .scalars import Scalars
 from .stage2 import Stage2
@@ -40,6 +39,15 @@ from .stage2 import Stage2
 __all__ = ["Trainer"]
 
 log = logging.getLogger("eyefast.training")
+
+
+def _psnr(rgb: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """PSNR (dB, 0-dim device tensor) of linear ``rgb`` against linear ``target``, compared as stored
+    (``** (1 / gamma)``)."""
+    with torch.no_grad():
+        g = 1.0 / gamma
+        mse = ((rgb.clamp(0, 1) ** g - target ** g) ** 2).mean()
+        return -10.0 * torch.log10(mse.clamp_min(1e-10))
 
 
 class Trainer:
@@ -69,14 +77,15 @@ class Trainer:
         cap = self.train_cap  # space no training camera sees stays empty
         self.grid.mark_invisible_cells(cap.K, cap.c2w[:, :3, :], cap.W, cap.H)
         self.step_size = step_size(cfg)
-        self.light = light_of(cfg)
+        self.light = light_of(cfg, self.device)
         if self.world > 1:  # every rank starts from rank 0's weights and grid
             for tsr in list(self.model.state_dict().values()) + list(self.grid.state_dict().values()):
                 d.broadcast(tsr, 0)
         self.optimizer, self._trained = make_optimizer(self.model, cfg.train.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
         self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
-        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        # on the training device: the step's random draws are made where they are used
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
         self.step = 0
         self.n_rays = min(cfg.renderer.max_num_ray, max(64, cfg.renderer.sample_batch_size // 64 // 64 * 64))
         self.metrics: dict = {}
@@ -89,7 +98,15 @@ class Trainer:
         self.resumed_from = None  # the checkpoint load() continued from
         self._stop = False
         self.stage2: Stage2 | None = None  # once stage 2 (mesh rendering) has started
-        self._grad_norm = None  # the last step's gradient norm (before the eye clipping)
+        self._grad_norm = None  # the last step's gradient norm (before the eye clipping), a device tensor
+        # the training's health, kept on the device (read with the scalars): the first step whose loss or
+        # gradients were not finite, whether a loss was, and which parameters' gradients were
+        self._named = [p for p in self.model.parameters() if p.requires_grad]
+        self._param_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+        self._have_idx: dict = {}
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._bad_loss = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._bad_params = torch.zeros(len(self._named), dtype=torch.bool, device=self.device)
 
     # ------------------------------------------------------------------ helpers
     def _say(self, msg: str) -> None:
@@ -110,16 +127,44 @@ class Trainer:
         return max(1, n // self.world + (1 if self.rank < n % self.world else 0))
 
     def _optimize(self, loss: torch.Tensor, clip_eyes: bool) -> None:
-        """zero_grad, backward (for the optimised parameters only), all-reduce, the gradient check, the
-        eye clipping (stage 1), the Adam and scheduler steps."""
+        """zero_grad, backward (for the optimised parameters only), all-reduce, the gradient health check,
+        the eye clipping (stage 1), the Adam and scheduler steps; no host sync. A step whose loss or
+        gradients are not finite changes no weight (fused Adam's ``found_inf``) and is reported when the
+        scalars are next read (:meth:`_read`)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward(inputs=[p for p in self._trained if p.requires_grad])
         distributed.allreduce_grads(self.model.parameters(), self.device)
-        self._grad_norm = grad_norm_checked(self.model, self.step)
+        with torch.no_grad():
+            have = tuple(i for i, p in enumerate(self._named) if p.grad is not None)
+            if have not in self._have_idx:  # the index tensor made once per set of parameters (stage 1, 2)
+                self._have_idx[have] = torch.tensor(have, dtype=torch.long, device=self.device)
+            norm, nonfinite = grad_health([self._named[i].grad for i in have])
+            bad_loss = ~torch.isfinite(loss.detach())
+            bad = bad_loss | nonfinite.any()
+            self._bad_params.index_put_((self._have_idx[have],), nonfinite, accumulate=True)
+            self._bad_loss |= bad_loss
+            self._bad_step = torch.where((self._bad_step < 0) & bad, self.step, self._bad_step)
+            self._grad_norm = norm
         if clip_eyes:
             clip_eye_grads(self.model, self.optimizer, float(self.cfg.train.eye_grad_clip))
+        self.optimizer.found_inf = bad.to(torch.float32)  # fused Adam skips the step when 1
         self.optimizer.step()
         self.scheduler.step()
+
+    def _read(self, res: dict) -> dict:
+        """The step scalars ``res`` as Python numbers, read from the device in one transfer (a host sync
+        on a GPU) with the health flags; raises FloatingPointError naming the first step whose loss or
+        gradients were not finite (that step, and the ones after it, left the weights unchanged)."""
+        keys = [k for k, v in res.items() if torch.is_tensor(v)]
+        vals = torch.stack([res[k].detach().to(torch.float64).reshape(()) for k in keys]
+                           + [self._bad_step.to(torch.float64)]).tolist()
+        bad_step = int(vals.pop())
+        if bad_step >= 0:
+            if bool(self._bad_loss):
+                raise FloatingPointError(f"step {bad_step}: the loss is not finite")
+            names = [n for n, b in zip(self._param_names, self._bad_params.tolist()) if b]
+            raise FloatingPointError(f"step {bad_step}: non-finite gradients in {', '.join(names)}")
+        return {**res, **dict(zip(keys, vals))}
 
     # ------------------------------------------------------------------ one step
     def in_stage2(self) -> bool:
@@ -127,7 +172,15 @@ class Trainer:
         return bool(t.mesh_render) and self.step >= t.mesh_render_iter
 
     def train_step(self) -> dict:
-        """One optimisation step; returns its scalars (floats)."""
+        """One optimisation step; returns its scalars as Python numbers (one host sync to read them;
+        :meth:`fit` reads them only every ``train.log_every`` steps)."""
+        return self._read(self.step_async())
+
+    def step_async(self) -> dict:
+        """One optimisation step without reading anything back from the device: its scalars are 0-dim
+        tensors (``loss``, ``loss_*``, ``psnr``, ``beta``, ``eye_radius``, ``light_scale``, ``grad_norm``)
+        or Python numbers known on the host (``n_rays``, ``n_samples``, ``lr``, ``stage``); read them with
+        :meth:`_read`. The occupancy sampler's count is the step's one host sync."""
         # every random draw of a step comes from (seed, step, rank): resumable without per-rank RNG state
         self.generator.manual_seed(self.seed * 1_000_003 + self.step * 64 + self.rank)
         if self.in_stage2():
@@ -143,30 +196,25 @@ class Trainer:
             distributed.dist().broadcast(self.grid.binaries, 0)
         cap = self.train_cap
         b = cap.sample_batch(self._local_rays(self.n_rays), self.generator)
-        fids = cap.frame_ids.to(self.device)[b["frame_idx"]]
-        model.frame_seen[fids] = True
+        fids = cap.frame_ids[b["frame_idx"]]
+        model.frame_seen.index_fill_(0, fids, True)
         out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
                           step=self.step_size, train=True, stratified=True, generator=self.generator,
                           shading=cfg.renderer.shading)
         terms = stage1_terms(model, out, b, self.ldm, cfg, self.generator)
         loss = weighted_sum(terms, cfg.loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {self.step}: the loss is not finite ({ {k: float(v) for k, v in terms.items()} })")
         self._optimize(loss, clip_eyes=True)
         n_samples = distributed.sum_over_ranks(out["n_samples"], self.device)
-        # adaptive ray count: samples per step near renderer.sample_batch_size (docs/method.md section 4)
+        # adaptive ray count: samples per step near renderer.sample_batch_size (docs/method.md section 4);
+        # the sample count is known on the host (the sampler's output size)
         target_s = cfg.renderer.sample_batch_size
         nr = int(self.n_rays * target_s / max(n_samples, 1))
         self.n_rays = int(min(cfg.renderer.max_num_ray, max(64, nr // 64 * 64)))
-        target = b["rgb"]
-        with torch.no_grad():
-            mse = float(((out["rgb"].clamp(0, 1) ** (1 / cfg.light.gamma) - target ** (1 / cfg.light.gamma)) ** 2).mean())
-        res = {"loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
-               "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": out["rgb"].shape[0],
-               "n_samples": n_samples, "lr": self.scheduler.get_last_lr()[0], "beta": model.beta.item(),
-               "eye_radius": model.eye_radius.item(), "light_scale": model.light_scale.item()}
-        if self._grad_norm is not None:  # before the eye clipping: what the loss produced
-            res["grad_norm"] = float(self._grad_norm)
+        res = {"loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in terms.items()},
+               "psnr": _psnr(out["rgb"], b["rgb"], cfg.light.gamma), "n_rays": out["rgb"].shape[0],
+               "n_samples": n_samples, "lr": self.scheduler.get_last_lr()[0], "beta": model.beta.detach(),
+               "eye_radius": model.eye_radius.detach(), "light_scale": model.light_scale.detach(),
+               "grad_norm": self._grad_norm}  # before the eye clipping: what the loss produced
         self.step += 1
         return res
 
@@ -176,23 +224,18 @@ class Trainer:
         if self.stage2 is None:
             self._say(f"stage 2: extracting the face mesh at {cfg.train.mesh_resolution}^3")
             self.stage2, stats = Stage2.extract(self.model, self.train_cap, cfg.data.bound, cfg.train.mesh_resolution,
-                                                quiet=self.quiet)
-            self._say(f"stage 2: {stats['faces']} faces; training the material on the mesh")
+                                                quiet=self.quiet, seed=self.seed)
+            self._say(f"stage 2: {stats['faces']} faces, {stats['pixels']} pixels of the training views on "
+                      "them; training the material on the mesh")
         self.model.train()
         loss, terms, rgb, target = self.stage2.terms(self.model, self.light, self._local_rays(cfg.renderer.max_num_ray),
                                                      self.generator, cfg.loss)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {self.step} (stage 2): the loss is not finite")
         # only the material is in the graph: Adam leaves parameters with grad None untouched
         self._optimize(loss, clip_eyes=False)
-        with torch.no_grad():
-            g = 1.0 / cfg.light.gamma
-            mse = float(((rgb.clamp(0, 1) ** g - target ** g) ** 2).mean())
         self.step += 1
         n = rgb.shape[0]
-        extra = {} if self._grad_norm is None else {"grad_norm": float(self._grad_norm)}
-        return {**extra, "loss": loss.item(), **{f"loss_{k}": v.item() for k, v in terms.items()},
-                "psnr": -10.0 * math.log10(max(mse, 1e-10)), "n_rays": n, "n_samples": n,
+        return {"grad_norm": self._grad_norm, "loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in terms.items()},
+                "psnr": _psnr(rgb, target, cfg.light.gamma), "n_rays": n, "n_samples": n,
                 "lr": self.scheduler.get_last_lr()[0], "stage": 2}
 
     # ------------------------------------------------------------------ validation / previews
@@ -274,7 +317,7 @@ class Trainer:
         self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
         self.stage2 = None
         if ck.get("stage2_mesh") is not None:
-            self.stage2 = Stage2(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"], self.train_cap)
+            self.stage2 = Stage2(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"], self.train_cap, self.seed)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self._apply_lr(ck)
@@ -320,38 +363,45 @@ class Trainer:
             signal.signal(signal.SIGINT, on_sigint)
         t0 = time.perf_counter()
         rays_done = 0
-        gmax = 0.0  # the largest gradient norm since the last logged step (a spike between logs shows)
+        every = int(t.log_every)
+        gmax = None  # the largest gradient norm since the last read (a spike between logs shows)
         try:
             while self.step < max_steps and not self._collective_stop():
-                res = self.train_step()
+                res = self.step_async()
                 rays_done += res["n_rays"] * self.world
                 step = self.step
-                el = time.perf_counter() - t0
-                res["rays_per_s"] = rays_done / max(el, 1e-9)
-                self.metrics = {k: v for k, v in res.items()}
+                if res.get("grad_norm") is not None:
+                    gmax = res["grad_norm"] if gmax is None else torch.maximum(gmax, res["grad_norm"])
+                if lead:
+                    bar.update(1)
+                latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
+                val_now = t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps)
+                vis_now = t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps)
+                save_now = (t.save_freq > 0 and step % t.save_freq == 0) or step % latest_every == 0 or step == max_steps
+                if not (step % every == 0 or step == max_steps or val_now or vis_now or save_now or self._stop):
+                    continue  # nothing read from the device this step
+                if gmax is not None:
+                    res["grad_norm_max"] = gmax
+                    gmax = None
+                res = self._read(res)  # one host sync; raises if a step since the last read was not finite
+                res["rays_per_s"] = rays_done / max(time.perf_counter() - t0, 1e-9)
+                self.metrics = dict(res)
                 if not lead:
                     continue
-                gmax = max(gmax, res.get("grad_norm", 0.0))
-                if step % 10 == 0 or step == max_steps:
-                    scalars.log(step, {f"train/{k}": v for k, v in res.items()})
-                    if "grad_norm" in res:
-                        scalars.log(step, {"train/grad_norm_max": gmax})
-                    gmax = 0.0
-                bar.update(1)
+                scalars.log(step, {f"train/{k}": v for k, v in res.items()})
                 bar.set_postfix(loss=f"{res['loss']:.4f}", psnr=f"{res['psnr']:.2f}",
                                 rays_s=f"{res['rays_per_s']:.0f}", refresh=False)
-                if t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps):
+                if val_now:
                     v = self.validate(max_views=8)
                     self.metrics.update(v)
                     scalars.log(step, v)
                     with open(os.path.join(self.run_dir, "val.json"), "w") as f:
                         json.dump({"step": step, **v}, f, indent=1)
                     bar.write(f"step {step}: " + ", ".join(f"{k} {x:.3f}" for k, x in v.items()))
-                if t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps):
+                if vis_now:
                     self.preview(os.path.join(self.run_dir, "vis", f"step_{step:06d}.png"))
                 if t.save_freq > 0 and step % t.save_freq == 0:
                     self.save(os.path.join(self.run_dir, "checkpoints", f"step_{step:06d}.pth"))
-                latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
                 if step % latest_every == 0 or step == max_steps:
                     self.save(os.path.join(self.run_dir, "latest.pth"))
             if self._stop and lead:

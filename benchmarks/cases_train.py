@@ -8,14 +8,16 @@ marches and shades the same samples. (Timing consecutive steps instead times a d
 repetition: from the sphere initialisation the sample count per ray grows step after step.)
 
 * ``train_step``: the working point of a demo run. From the setup state below, 12 training steps
-  with the trainer's adaptive ray count (SPEC 4: rays per step such that a step has about
+  with the trainer's adaptive ray count (docs/method.md section 4: rays per step such that a step has about
   ``renderer.sample_batch_size`` = 65536 samples), then the 13th step is timed.
 * ``train_step+init``: the first step from the setup state with 1024 rays (about 40k samples, a
   still-spherical SDF): less work per step, more of it fixed cost.
 
+``host_syncs_per_step``: the host syncs of the eyefast step (eyefast.core.syncs.HostSyncCounter).
+
 Setup state: sharp density (beta 0.01; trained runs reach ~0.002), the occupancy grid built from it
 once, all hash levels active, no grid refresh inside the timing. The process's malloc is tuned as
-the trainer's CLI tunes it (eyefast/_malloc.py), for both backends.
+the trainer's CLI tunes it (eyefast/core/_malloc.py), for both backends.
 """
 
 from __future__ import annotations
@@ -114,10 +116,15 @@ def _case(preset: str, device: str, which: str, op: str, note: str) -> Case:
     info = {}
 
     def samples():  # filled on first use (building the state trains WARM_STEPS steps)
+        from eyefast.core.syncs import HostSyncCounter
+
         tr = _trainer(preset, "eyefast", device)
         _restore(tr, _state(preset, device, which))
         info["n_rays"] = tr.n_rays
-        info["n_samples"] = tr.train_step()["n_samples"]
+        with HostSyncCounter() as c:  # what a GPU would wait for in this step (the same count on any device)
+            res = tr.step_async()
+        info["n_samples"] = res["n_samples"]
+        info["host_syncs_per_step"] = c.count
 
     c = Case(op=op, n=0, device=device, eyefast=step("eyefast"), reference=step("reference"), bytes_moved=0,
              note=note, info=info, eyefast_setup=setup("eyefast"), reference_setup=setup("reference"))

@@ -137,6 +137,11 @@ class OccupancyGrid(torch.nn.Module):
             self._bitfield_key = key
         return self._bitfield
 
+    def changed(self) -> None:
+        """Call after writing ``binaries`` or ``occs`` other than through this class's methods (e.g. a
+        ``torch.distributed.broadcast``): the packed bitfields are made again on next use."""
+        self._bitfield_key = None
+
     @property
     def coarse_bitfield(self) -> torch.Tensor:
         """uint8 bitfield of the block^3 empty-space mip (see :func:`coarse_binaries`)."""

@@ -169,6 +169,8 @@ class Capture:
         device: where tensors live (images stay uint8 there).
         downscale: integer image downscale factor (>= 1).
         gamma: sRGB-ish to linear exponent (config ``light.gamma``).
+        pixels: load the images and masks (False: the cameras alone, nothing decoded; ``images``,
+            ``masks`` and ``image_paths`` are then None).
 
     Attributes:
         H, W: image size after downscale.  n_frames: frames in this split.
@@ -183,7 +185,8 @@ class Capture:
         transforms_path: the JSON file read.  converted: False for ``transforms_aligned.json``.
     """
 
-    def __init__(self, path, split: str = "train", device="cpu", downscale: int = 1, gamma: float = 2.2):
+    def __init__(self, path, split: str = "train", device="cpu", downscale: int = 1, gamma: float = 2.2,
+                 pixels: bool = True):
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
         if not isinstance(downscale, int) or isinstance(downscale, bool) or downscale < 1:
@@ -248,7 +251,10 @@ class Capture:
         self.cam_centers = self.c2w[:, :3, 3].contiguous()
         self.w2c = torch.linalg.inv(self.c2w64).float().to(self.device)
 
-        self._load_pixels(frames, W0, H0)
+        if pixels:
+            self._load_pixels(frames, W0, H0)
+        else:  # the cameras alone (tools that only project or cast rays): no image is decoded
+            self.images, self.masks, self.image_paths = None, None, None
         self.K = self.K.to(self.device)
         self.frame_ids = self.frame_ids.to(self.device)
 

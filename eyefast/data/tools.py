@@ -166,7 +166,7 @@ def eye_masks(capture, mesh_uv, left_mask=None, right_mask=None, out_dir=None, d
 
     with warnings.catch_warnings():  # optional masks (the ones this tool writes, too) do not matter here
         warnings.simplefilter("ignore", UserWarning)
-        cap = Capture(capture, split="all")  # images stay on the CPU; only the cameras move
+        cap = Capture(capture, split="all", pixels=False)  # the cameras alone: no image is decoded
     K, w2c = cap.K.to(device), cap.w2c.to(device)
     out_dir = os.path.abspath(os.fspath(out_dir)) if out_dir else capture
     for sub in ("leye_mask", "reye_mask"):
@@ -373,7 +373,7 @@ def triangulate(capture, landmarks, integer_pixel_centers: bool = False) -> dict
         raise ToolError(f"{src}: expected a JSON object {{\"<image file name>\": {{\"left_eye\": [[x, y], ...], ...}}}}")
     with warnings.catch_warnings():  # optional masks do not matter here
         warnings.simplefilter("ignore", UserWarning)
-        cap = Capture(capture, split="all")
+        cap = Capture(capture, split="all", pixels=False)  # the cameras alone
     names = {n: i for i, n in enumerate(cap.image_names)}
     unknown = [k for k in landmarks if frame_name(str(k)) not in names]
     if unknown:

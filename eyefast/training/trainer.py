@@ -189,11 +189,13 @@ class Trainer:
         model.train()
         self.grid.train()
         model.set_progress(self.step, cfg.train.init_level, cfg.train.level_grow_iter)
-        self.grid.update_every_n_steps(self.step, self._occ_eval, occ_thre=1e-2,
-                                       n=cfg.renderer.grid_update_freq)
-        if self.world > 1 and self.step % cfg.renderer.grid_update_freq == 0:  # identical grids on all ranks
+        if self.rank == 0:  # rank 0 refreshes the grid, the others receive it: identical grids on all ranks
+            self.grid.update_every_n_steps(self.step, self._occ_eval, occ_thre=1e-2,
+                                           n=cfg.renderer.grid_update_freq)
+        if self.world > 1 and self.step % cfg.renderer.grid_update_freq == 0:
             distributed.dist().broadcast(self.grid.occs, 0)
             distributed.dist().broadcast(self.grid.binaries, 0)
+            self.grid.changed()
         cap = self.train_cap
         b = cap.sample_batch(self._local_rays(self.n_rays), self.generator)
         fids = cap.frame_ids[b["frame_idx"]]
@@ -222,11 +224,7 @@ class Trainer:
         """Stage 2: only the material network trains, on the fixed face mesh (see :class:`Stage2`)."""
         cfg = self.cfg
         if self.stage2 is None:
-            self._say(f"stage 2: extracting the face mesh at {cfg.train.mesh_resolution}^3")
-            self.stage2, stats = Stage2.extract(self.model, self.train_cap, cfg.data.bound, cfg.train.mesh_resolution,
-                                                quiet=self.quiet, seed=self.seed)
-            self._say(f"stage 2: {stats['faces']} faces, {stats['pixels']} pixels of the training views on "
-                      "them; training the material on the mesh")
+            self._start_stage2()
         self.model.train()
         loss, terms, rgb, target = self.stage2.terms(self.model, self.light, self._local_rays(cfg.renderer.max_num_ray),
                                                      self.generator, cfg.loss)
@@ -237,6 +235,30 @@ class Trainer:
         return {"grad_norm": self._grad_norm, "loss": loss.detach(), **{f"loss_{k}": v.detach() for k, v in terms.items()},
                 "psnr": _psnr(rgb, target, cfg.light.gamma), "n_rays": n, "n_samples": n,
                 "lr": self.scheduler.get_last_lr()[0], "stage": 2}
+
+    def _start_stage2(self) -> None:
+        """The stage-2 mesh: extracted by rank 0 and sent to the others (under torchrun)."""
+        cfg, d = self.cfg, distributed.dist()
+        verts = faces = None
+        if self.rank == 0:
+            self._say(f"stage 2: extracting the face mesh at {cfg.train.mesh_resolution}^3")
+            st, stats = Stage2.extract(self.model, self.train_cap, cfg.data.bound, cfg.train.mesh_resolution,
+                                       quiet=self.quiet, seed=self.seed)
+            self._say(f"stage 2: {stats['faces']} faces, {stats['pixels']} pixels of the training views on "
+                      "them; training the material on the mesh")
+            if self.world == 1:
+                self.stage2 = st
+                return
+            verts, faces = st.verts, st.faces
+        comm = self.device if self.device.type == "cuda" else torch.device("cpu")
+        sizes = torch.tensor([0, 0] if verts is None else [verts.shape[0], faces.shape[0]], device=comm)
+        d.broadcast(sizes, 0)
+        nv, nf = sizes.tolist()
+        v = verts.to(comm) if verts is not None else torch.empty(nv, 3, dtype=torch.float32, device=comm)
+        f = faces.to(comm) if faces is not None else torch.empty(nf, 3, dtype=torch.int64, device=comm)
+        d.broadcast(v, 0)
+        d.broadcast(f, 0)
+        self.stage2 = Stage2(v.cpu(), f.cpu(), self.train_cap, self.seed)
 
     # ------------------------------------------------------------------ validation / previews
     @torch.no_grad()

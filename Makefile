@@ -11,7 +11,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; } || true)
-CUDA_ARCHS ?= 80;90
+# the GPUs the nvcc check builds for: the wheel's list (eyefast/core/_build.py: Turing to Hopper, PTX of
+# Hopper for what comes after, and sm_120 where the toolkit has it)
+CUDA_ARCHS ?= 75-real;80-real;86-real;89-real;90$(if $(NVCC),$(shell $(NVCC) --list-gpu-arch 2>/dev/null | grep -q compute_120 && echo ';120-real'))
 DEMO_DATA ?= data/demo
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # ccache, when installed, through its compiler wrappers (Debian/Ubuntu/Fedora/Homebrew folders)
@@ -52,7 +54,7 @@ ctest: venv
 	cmake --build build/cmake -j $(JOBS) >> build-cmake.log
 	ctest --test-dir build/cmake --output-on-failure
 
-# Compiles (cannot run, without a GPU) every CUDA launcher for sm_80 and sm_90, torch-free.
+# Compiles (cannot run, without a GPU) every CUDA launcher for CUDA_ARCHS, torch-free.
 cuda-check: venv
 	@if [ -z "$(NVCC)" ]; then \
 	  echo "!!!!!!!! nvcc not found: SKIPPING the CUDA compile check (install the CUDA toolkit to run it) !!!!!!!!"; \

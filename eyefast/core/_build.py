@@ -12,7 +12,10 @@ import shutil
 #: the source tree: eyefast/core/_build.py -> the repository root
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CSRC = os.path.join(ROOT, "csrc")
-DEFAULT_CUDA_ARCHS = "8.0;9.0"
+#: the GPUs a wheel or setup.py build targets unless TORCH_CUDA_ARCH_LIST says otherwise: Turing (T4, RTX 20),
+#: Ampere (A100, RTX 30), Ada (RTX 40, L4), Hopper (H100) with PTX for the GPUs after it; Blackwell
+#: consumer cards (RTX 50, sm_120) where the toolkit has them (see cuda_archs)
+DEFAULT_CUDA_ARCHS = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
 def sources(with_cuda: bool) -> list[str]:
@@ -92,6 +95,21 @@ def link_args() -> list[str]:
     return openmp_flags()
 
 
+def cuda_archs() -> str:
+    """:data:`DEFAULT_CUDA_ARCHS`, plus 12.0 when the CUDA toolkit can build for it (CUDA 12.8 and later)."""
+    import subprocess
+
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    nvcc = shutil.which("nvcc") or (os.path.join(CUDA_HOME, "bin", "nvcc") if CUDA_HOME else None)
+    try:
+        archs = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, TypeError, subprocess.SubprocessError):
+        archs = ""
+    return DEFAULT_CUDA_ARCHS + (";12.0" if "compute_120" in archs else "")
+
+
 def cuda_arch_flags() -> None:
-    """Default TORCH_CUDA_ARCH_LIST (sm_80, sm_90) unless the user set one."""
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+    """The GPUs a wheel or setup.py build targets: TORCH_CUDA_ARCH_LIST when the user set it, else
+    :func:`cuda_archs`. (A just-in-time build leaves it unset: torch then builds for the GPUs it sees.)"""
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", cuda_archs())

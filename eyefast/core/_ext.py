@@ -41,8 +41,7 @@ def _jit_build():
         f"({'CPU + CUDA' if with_cuda else 'CPU'} kernels, several minutes the first time) ...")
     from torch.utils.cpp_extension import load
 
-    if with_cuda:
-        _build.cuda_arch_flags()
+    # no TORCH_CUDA_ARCH_LIST default here: torch builds for the GPUs of this machine
     args = _build.compile_args(with_cuda)
     return load(
         name="_C",

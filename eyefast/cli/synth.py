@@ -15,6 +15,19 @@ from .common import fail, parser
 PROG = "eyefast synth"
 
 
+def _size(text: str):
+    """``"128"`` -> 128, ``"720x960"`` -> (720, 960)."""
+    import argparse
+
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 4:
+        raise argparse.ArgumentTypeError(f"expected a size R or WxH of at least 4 pixels, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
 def build_parser(prog: str = PROG):
     from ..data.synth import PRESETS
 
@@ -22,7 +35,8 @@ def build_parser(prog: str = PROG):
     ap.add_argument("out", help="output capture folder")
     ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
     ap.add_argument("--views", type=int, default=None, help="number of views (default: preset)")
-    ap.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: preset)")
+    ap.add_argument("--resolution", type=_size, default=None, metavar="R|WxH",
+                    help="image side in pixels, or width x height (default: preset)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refractive", action="store_true", help="add a refracting cornea to each eye")
     return ap
@@ -36,7 +50,8 @@ def main(argv=None, prog: str = PROG) -> int:
         res = generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive)
     except (ValueError, OSError) as e:
         return fail(prog, e)
-    print(f"{res['views']} views at {res['resolution']}x{res['resolution']} -> {res['out']} in {res['seconds']:.1f} s "
+    size = res["resolution"] if isinstance(res["resolution"], str) else f"{res['resolution']}x{res['resolution']}"
+    print(f"{res['views']} views at {size} -> {res['out']} in {res['seconds']:.1f} s "
           f"(face mesh {res['face_vertices']} vertices, foreground {res['foreground']:.0%}); "
           f"train it with: eyefast train {res['out']}/config.yaml")
     return 0

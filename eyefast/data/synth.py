@@ -541,7 +541,7 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     """Write a synthetic capture to folder ``out``; returns a summary dict.
 
     Args: see the module docstring / CLI.  ``views`` and ``resolution`` override the
-    preset (square images of ``resolution`` pixels).
+    preset: ``resolution`` is the side of square images, or ``(width, height)``.
     """
     import yaml
 
@@ -551,9 +551,11 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     pr = PRESETS[preset]
     V = int(views or pr["views"])
-    R = int(resolution or pr["resolution"])
+    res_ = resolution or pr["resolution"]
+    W, H = (int(res_[0]), int(res_[1])) if isinstance(res_, (tuple, list)) else (int(res_), int(res_))
+    R = min(W, H)
     if V < 1 or R < 4:
-        raise ValueError(f"need views >= 1 and resolution >= 4, got {V} and {R}")
+        raise ValueError(f"need views >= 1 and a resolution >= 4, got {V} views and {W}x{H}")
     t0 = time.time()
     head = Head(refractive=refractive, seed=seed)
     # landmarks must lie on the exposed globe (outside the skin)
@@ -566,7 +568,7 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     out = os.path.abspath(out)
     for sub in ("image", "mask", "hair_mask", "leye_mask", "reye_mask", "specular_bfm", "gt"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
-    res = render(head, c2w, R, R, fl)
+    res = render(head, c2w, W, H, fl)
     srgb = (res["rgb"].clamp(0, 1) ** (1.0 / GAMMA) * 255.0 + 0.5).to(torch.uint8).numpy()
     u8 = lambda b: (b.numpy().astype(np.uint8) * 255)  # noqa: E731
     frames = []
@@ -581,8 +583,8 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
         _png(os.path.join(out, "specular_bfm", name), (res["spec"][i].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
         frames.append({"file_path": f"image/{name}", "transform_matrix": nerf[i].tolist()})
     meta = {
-        "w": R, "h": R, "fl_x": fl, "fl_y": fl, "cx": R / 2, "cy": R / 2,
-        "camera_angle_x": 2 * math.atan(R / (2 * fl)),
+        "w": W, "h": H, "fl_x": fl, "fl_y": fl, "cx": W / 2, "cy": H / 2,
+        "camera_angle_x": 2 * math.atan(W / (2 * fl)),
         "frames": frames,
     }
     with open(os.path.join(out, "transforms.json"), "w") as f:
@@ -617,7 +619,7 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     with open(os.path.join(out, "gt", "eyes.json"), "w") as f:
         json.dump(eyes, f, indent=1)
     scene = {
-        "preset": preset, "views": V, "resolution": R, "seed": seed, "refractive": refractive,
+        "preset": preset, "views": V, "resolution": [W, H] if W != H else R, "seed": seed, "refractive": refractive,
         "light": {"color": [1.0, 1.0, 1.0], "intensity": LIGHT_INTENSITY, "gamma": GAMMA},
         "sh_ambient": {"coeffs_per_channel": SH_AMBIENT, "beta": SH_BETA, "occlusion": 1.0, "sh_scale": 1.0},
         "world": "+y up, +z face forward, +x subject's left; converted (CoRA) convention",
@@ -626,8 +628,8 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     with open(os.path.join(out, "gt", "scene.json"), "w") as f:
         json.dump(scene, f)
     dt = time.time() - t0
-    summary = {"out": out, "views": V, "resolution": R, "seconds": dt, "face_vertices": int(len(verts)),
+    summary = {"out": out, "views": V, "resolution": R if W == H else f"{W}x{H}", "seconds": dt, "face_vertices": int(len(verts)),
                "foreground": float(res["mask"].float().mean())}
-    log.info("%d views at %dx%d -> %s in %.1fs (face mesh %d verts, foreground %.0f%%)", V, R, R, out, dt,
+    log.info("%d views at %dx%d -> %s in %.1fs (face mesh %d verts, foreground %.0f%%)", V, W, H, out, dt,
              summary["face_vertices"], 100 * summary["foreground"])
     return summary

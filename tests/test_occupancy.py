@@ -272,7 +272,7 @@ def test_run_of_steps_across_int32_k():
     d = torch.tensor([[1.0, 0.0, 0.0]], dtype=dt)
     for k_mid in (2**31 - 1 - 2000, 2**31 - 1, 2**31 + 4000):
         step = (half[-1] + 0.0625) / k_mid  # the cell's middle at step k_mid
-        ri, ts, te = occupancy_sampling(o, d, pack_bitfield(bins), aabbs, res, render_step_size=step)
+        ri, ts, te, _ = occupancy_sampling(o, d, pack_bitfield(bins), aabbs, res, render_step_size=step)
         # (The reference marches step by step: 2^31 steps are out of its reach.) One run of
         # consecutive steps covering the cell, every slot written.
         assert abs(ri.numel() - 0.125 / step) <= 2 and (ri == 0).all()
@@ -280,3 +280,20 @@ def test_run_of_steps_across_int32_k():
         assert torch.equal(ts[1:], te[:-1])
         mid_x = o[0, 0] + 0.5 * (ts + te)
         assert (mid_x > -1e-6).all() and (mid_x < 0.125 + 1e-6).all()
+
+
+def test_sampling_packed_returns_the_segments_of_its_samples():
+    """sampling_packed's offsets are the per-ray segments of what it returns, before and after pruning
+    (the volume-rendering ops then skip finding them)."""
+    g = _grid(p=0.5)
+    o, d = _rays(300)
+    counts = []
+    for kw in ({}, {"sigma_fn": lambda ts, te, ri: torch.full_like(ts, 30.0), "early_stop_eps": 1e-2}):
+        ri, ts, te, off = g.sampling_packed(o, d, render_step_size=0.02, **kw)
+        assert off.shape == (o.shape[0] + 1,) and off.dtype == torch.long
+        assert torch.equal(off, torch.searchsorted(ri, torch.arange(o.shape[0] + 1)))
+        a = g.sampling(o, d, render_step_size=0.02, **kw)
+        for x, y in zip(a, (ri, ts, te)):
+            assert torch.equal(x, y)
+        counts.append(ri.numel())
+    assert 0 < counts[1] < counts[0]  # the pruning dropped samples, and the offsets followed

@@ -23,6 +23,47 @@ def _packed(n_rays=7, dtype=torch.float64, seed=0, k=None, empty_rays=(2, 5)):
     return t_starts, t_ends, sigmas, ray_indices, n_rays
 
 
+def _offsets(ray_indices, n_rays):
+    """The segment offsets [n_rays + 1] of sorted ray indices (what the sampler returns)."""
+    return torch.searchsorted(ray_indices, torch.arange(n_rays + 1, device=ray_indices.device))
+
+
+def test_given_offsets_give_the_same_results_and_gradients():
+    ts, te, s, ri, n = _packed(60, torch.float64, seed=13)
+    off = _offsets(ri, n)
+    v = torch.rand(s.shape[0], 3, dtype=torch.float64)
+    outs = []
+    for kw in ({}, {"offsets": off, "check": False}, {"offsets": off}):
+        x = s.clone().requires_grad_(True)
+        w, t, a = vr.render_weight_from_density(ts, te, x, ri, n, **kw)
+        wa, ta = vr.render_weight_from_alpha(a, ri, n, **kw)
+        acc = vr.accumulate_along_rays(w, v, ri, n, **kw)
+        (acc.square().sum() + wa.sum() + ta.sum()).backward()
+        outs.append([w, t, a, wa, ta, acc, x.grad])
+    for other in outs[1:]:
+        for p, q in zip(outs[0], other):
+            assert torch.equal(p, q)
+    assert vr.accumulate_along_rays(s, None, ri, offsets=off).shape == (n, 1)  # n_rays from the offsets
+    bad = off.clone()
+    bad[3] += 1
+    with pytest.raises(ValueError, match="offsets do not match ray_indices"):
+        vr.render_weight_from_density(ts, te, s, ri, n, offsets=bad)
+    with pytest.raises(RuntimeError, match="offsets must be"):
+        vr.render_weight_from_density(ts, te, s, ri, n, offsets=off[:-1], check=False)
+
+
+def test_accumulate_backward_gives_no_gradient_to_samples_of_no_ray():
+    """A sample whose ray index is out of range (unchecked) belongs to no ray: the forward skips it,
+    and the backward gives it a zero gradient (it used to read grad_out out of bounds)."""
+    w = torch.rand(5, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(5, 2, dtype=torch.float64, requires_grad=True)
+    ri = torch.tensor([0, 0, 1, 1, 7])  # 7 >= n_rays
+    out = vr.accumulate_along_rays(w, v, ri, 2, check=False)
+    out.sum().backward()
+    assert out.shape == (2, 2) and w.grad[4] == 0 and (v.grad[4] == 0).all()
+    assert torch.equal(w.grad[:4], v[:4].detach().sum(-1))
+
+
 def test_density_matches_reference_float32():
     ts, te, s, ri, n = _packed(200, torch.float64, seed=1)
     out64 = ref.render_weight_from_density(ts, te, s, ri, n)
@@ -39,18 +80,6 @@ def test_alpha_matches_reference_and_alpha_one():
     rw, rt = ref.render_weight_from_alpha(alphas, ri, n)
     assert torch.allclose(w.double(), rw, rtol=1e-5, atol=1e-6)
     assert torch.allclose(t.double(), rt, rtol=1e-5, atol=1e-6)
-
-
-def test_per_object_matches_reference():
-    ts, te, s, ri, n = _packed(40, torch.float64, seed=3, k=3)
-    out = vr.render_weight_per_object(ts.float(), te.float(), s.float(), ri, n)
-    exp = ref.render_weight_per_object(ts, te, s, ri, n)
-    for a, b in zip(out, exp):
-        assert torch.allclose(a.double(), b, rtol=1e-5, atol=1e-6)
-    # K = 1 is render_weight_from_density.
-    w1, t1, _ = vr.render_weight_per_object(ts, te, s[:, :1].contiguous(), ri, n)
-    w2, t2, _ = vr.render_weight_from_density(ts, te, s[:, 0].contiguous(), ri, n)
-    assert torch.allclose(w1, w2) and torch.allclose(t1, t2)
 
 
 @pytest.mark.parametrize("with_values", [True, False])
@@ -74,13 +103,6 @@ def test_gradcheck_alpha():
     ts, te, s, ri, n = _packed(6, seed=6)
     a = (torch.rand_like(s) * 0.9).requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: vr.render_weight_from_alpha(x, ri, n), (a,))
-
-
-def test_gradcheck_per_object():
-    ts, te, s, ri, n = _packed(6, seed=7, k=3)
-    for x in (ts, te, s):
-        x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b, c: vr.render_weight_per_object(a, b, c, ri, n), (ts, te, s))
 
 
 def test_gradcheck_accumulate():
@@ -107,14 +129,14 @@ def test_opcheck():
     ts, te, s, ri, n = _packed(8, seed=10)
     ts.requires_grad_(True)
     s.requires_grad_(True)
-    so = torch.rand(s.shape[0], 3, dtype=torch.float64, requires_grad=True)
     v = torch.rand(s.shape[0], 3, dtype=torch.float64, requires_grad=True)
     a = (torch.rand(s.shape[0], dtype=torch.float64) * 0.9).requires_grad_(True)
-    torch.library.opcheck(torch.ops.eyefast.render_weight_from_density, (ts, te, s, ri, n, True))
-    torch.library.opcheck(torch.ops.eyefast.render_weight_from_alpha, (a, ri, n, True))
-    torch.library.opcheck(torch.ops.eyefast.render_weight_per_object, (ts, te, so, ri, n, True))
-    torch.library.opcheck(torch.ops.eyefast.accumulate_along_rays, (s, v, ri, n, True))
-    torch.library.opcheck(torch.ops.eyefast.accumulate_along_rays, (s, None, ri, n, True))
+    off = _offsets(ri, n)
+    for o, chk in ((None, True), (off, False), (off, True)):
+        torch.library.opcheck(torch.ops.eyefast.render_weight_from_density, (ts, te, s, ri, n, chk, o))
+        torch.library.opcheck(torch.ops.eyefast.render_weight_from_alpha, (a, ri, n, chk, o))
+        torch.library.opcheck(torch.ops.eyefast.accumulate_along_rays, (s, v, ri, n, chk, o))
+        torch.library.opcheck(torch.ops.eyefast.accumulate_along_rays, (s, None, ri, n, chk, o))
 
 
 def test_compile_fullgraph():
@@ -159,9 +181,12 @@ def test_cuda_matches_cpu_forward_and_backward():
         r = ri.to(dev)
         w, tr, al = vr.render_weight_from_density(x[0], x[1], x[2], r, n)
         w2, tr2 = vr.render_weight_from_alpha(x[5], r, n)
-        w3, tr3, op = vr.render_weight_per_object(x[0], x[1], x[3], r, n)
+        off = _offsets(r, n)
+        w3, tr3, al3 = vr.render_weight_from_density(x[0], x[1], x[3][:, 0].contiguous(), r, n, check=False,
+                                                     offsets=off)
         acc = vr.accumulate_along_rays(w, x[4], r, n)
-        outs = [w, tr, al, w2, tr2, w3, tr3, op, acc]
+        acc2 = vr.accumulate_along_rays(w3, x[4], r, n, check=False, offsets=off)
+        outs = [w, tr, al, w2, tr2, w3, tr3, al3, acc, acc2]
         sum(o.square().sum() for o in outs).backward()
         return [o.detach().cpu() for o in outs] + [t.grad.cpu() for t in x]
 

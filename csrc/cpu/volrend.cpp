@@ -25,8 +25,6 @@ void volrend_launch(int64_t n, const F& f) {
   template void volrend_launch(int64_t, const WeightFromDensityBackward<T>&);   \
   template void volrend_launch(int64_t, const WeightFromAlphaForward<T>&);      \
   template void volrend_launch(int64_t, const WeightFromAlphaBackward<T>&);     \
-  template void volrend_launch(int64_t, const WeightPerObjectForward<T>&);      \
-  template void volrend_launch(int64_t, const WeightPerObjectBackward<T>&);     \
   template void volrend_launch(int64_t, const AccumulateForward<T>&);           \
   template void volrend_launch(int64_t, const AccumulateBackward<T>&);
 EF_INSTANTIATE(float)

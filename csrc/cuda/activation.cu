@@ -6,6 +6,19 @@
 namespace eyefast {
 namespace cuda {
 
+namespace {
+// A row body's element(k) over rows * H threads: one element per thread.
+template <class Body>
+struct Elements {
+  Body b;
+  __device__ __forceinline__ void operator()(int64_t k) const { b.element(k); }
+};
+template <class Body>
+cudaError_t for_each_element(int64_t rows, int64_t H, const Body& b, void* stream) {
+  return for_each_cuda(rows * H, Elements<Body>{b}, stream);
+}
+}  // namespace
+
 template <typename T>
 int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* stream) {
   return static_cast<int>(for_each_cuda(n, SoftplusForward<T>{z, p, y}, stream));
@@ -14,17 +27,17 @@ int softplus_forward(const T* z, int64_t n, SoftplusParams<T> p, T* y, void* str
 template <typename T>
 int softplus_bias_rows(T* h, const T* bias, int64_t rows, int64_t H, SoftplusParams<T> p, T* y, T* d, bool write_z,
                        const T* wrow, T* gh, void* stream) {
-  // one thread per row (rows of a hidden layer are 64 wide: short loops, coalescing left to the cache)
+  // one thread per element (the CPU walks rows; the same per-element body, activation.h)
   cudaError_t e;
   if (gh) {
-    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
-                : for_each_cuda(rows, SoftplusBiasRows<T, true, false, true>{h, bias, H, p, y, d, wrow, gh}, stream);
+    e = write_z ? for_each_element(rows, H, SoftplusBiasRows<T, true, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_element(rows, H, SoftplusBiasRows<T, true, false, true>{h, bias, H, p, y, d, wrow, gh}, stream);
   } else if (d) {
-    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
-                : for_each_cuda(rows, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d, wrow, gh}, stream);
+    e = write_z ? for_each_element(rows, H, SoftplusBiasRows<T, true, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_element(rows, H, SoftplusBiasRows<T, true, false>{h, bias, H, p, y, d, wrow, gh}, stream);
   } else {
-    e = write_z ? for_each_cuda(rows, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d, wrow, gh}, stream)
-                : for_each_cuda(rows, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d, wrow, gh}, stream);
+    e = write_z ? for_each_element(rows, H, SoftplusBiasRows<T, false, true>{h, bias, H, p, y, d, wrow, gh}, stream)
+                : for_each_element(rows, H, SoftplusBiasRows<T, false, false>{h, bias, H, p, y, d, wrow, gh}, stream);
   }
   return static_cast<int>(e);
 }
@@ -33,7 +46,7 @@ template <typename T>
 int softplus_double_backward_rows(const T* gg, const T* grow, const T* z, int64_t rows, int64_t H,
                                   SoftplusParams<T> p, T* g_g, T* g_z, void* stream) {
   return static_cast<int>(
-      for_each_cuda(rows, SoftplusDoubleBackwardRows<T>{gg, grow, z, H, p, g_g, g_z}, stream));
+      for_each_element(rows, H, SoftplusDoubleBackwardRows<T>{gg, grow, z, H, p, g_g, g_z}, stream));
 }
 
 template <typename T>

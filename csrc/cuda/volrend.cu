@@ -25,8 +25,6 @@ int volrend_launch(int64_t n, const F& f, void* stream) {
   template int volrend_launch(int64_t, const WeightFromDensityBackward<T>&, void*);   \
   template int volrend_launch(int64_t, const WeightFromAlphaForward<T>&, void*);      \
   template int volrend_launch(int64_t, const WeightFromAlphaBackward<T>&, void*);     \
-  template int volrend_launch(int64_t, const WeightPerObjectForward<T>&, void*);      \
-  template int volrend_launch(int64_t, const WeightPerObjectBackward<T>&, void*);     \
   template int volrend_launch(int64_t, const AccumulateForward<T>&, void*);           \
   template int volrend_launch(int64_t, const AccumulateBackward<T>&, void*);
 EF_INSTANTIATE(float)

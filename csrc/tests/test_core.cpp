@@ -10,6 +10,7 @@
 #include "eyefast/activation.h"
 #include "eyefast/c_api.h"
 #include "eyefast/fastmath.h"
+#include "eyefast/hash_grid.h"
 #include "eyefast/launch.h"
 #include "eyefast/raster.h"
 #include "eyefast/ray_sphere.h"
@@ -204,10 +205,72 @@ void test_fastmath_and_softplus() {
   }
   EXPECT(worst < 1e-6);
 }
+
+// The CUDA launchers' shapes, run on the host: the hash grid's forward with the Jacobian one point and
+// level at a time (level-major, as the CUDA launcher's threads) with J stored feature-major, and the
+// Jacobian contractions reading that layout, against one point at a time with J point-major (the CPU's).
+void test_hash_grid_cuda_shapes_on_the_host() {
+  using namespace eyefast;
+  HashGridLayout L{};
+  L.n_levels = 4;
+  L.n_features = 2;
+  L.n_active = 3;  // the last level zero
+  L.table_size = 1u << 10;
+  L.smoothstep = true;
+  for (int l = 0; l < L.n_levels; ++l) L.scale[l] = 4.0 * std::pow(2.0, l) - 1.0;
+  hash_grid_finish_layout(L);
+  const int64_t n = 257, m = static_cast<int64_t>(L.n_levels) * L.n_features, stride = 3 + m + 1;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> ud(0.0, 1.0);
+  std::vector<double> x(3 * n), table(static_cast<size_t>(L.n_levels) * L.table_size * L.n_features);
+  for (auto& v : x) v = ud(rng);
+  for (auto& v : table) v = ud(rng) - 0.5;
+  std::vector<double> u_a(n * stride, NAN), u_b(n * stride, NAN), j_a(n * m * 3, NAN), j_b(n * m * 3, NAN);
+  // the CPU's shape: one point at every level, J point-major
+  HashGridForwardJacobian<double> fa{x.data(), table.data(), L, u_a.data(), stride, true, j_a.data(), stride - 1};
+  for (int64_t i = 0; i < n; ++i) fa(i);
+  // the CUDA launcher's: thread k = l * n + i, J feature-major
+  HashGridForwardJacobian<double> fb{x.data(), table.data(), L, u_b.data(), stride, true, j_b.data(), stride - 1};
+  fb.js_i = 1;
+  fb.js_j = 3 * n;
+  fb.js_k = n;
+  for (int64_t k = 0; k < n * L.n_levels; ++k) {
+    const int l = static_cast<int>(k / n);
+    const int64_t i = k - static_cast<int64_t>(l) * n;
+    if (l == 0) fb.begin(i);
+    if (l < L.n_active) fb.template at_level<-1>(i, l, hash_grid_level<double>(L, l, fb.features()));
+    else fb.zero(i, l);
+  }
+  int differ = 0;
+  for (int64_t q = 0; q < n * stride; ++q) differ += !(u_a[q] == u_b[q]);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j)
+      for (int k = 0; k < 3; ++k) differ += !(j_a[(i * m + j) * 3 + k] == j_b[i + j * 3 * n + k * n]);
+  EXPECT(differ == 0);
+  // J^T g and J w through both layouts
+  std::vector<double> g(n * stride), w(3 * n), out_a(3 * n), out_b(3 * n), row_a(n * stride), row_b(n * stride);
+  for (auto& v : g) v = ud(rng) - 0.5;
+  for (auto& v : w) v = ud(rng) - 0.5;
+  HashGridJacobianApply<double, true> ta{j_a.data(), m, g.data(), stride, 3, out_a.data()};
+  HashGridJacobianApply<double, true> tb{j_b.data(), m, g.data(), stride, 3, out_b.data(), -1, 1, 3 * n, n};
+  HashGridJacobianApply<double, false> pa{j_a.data(), m, w.data(), stride, 3, row_a.data(), stride - 1};
+  HashGridJacobianApply<double, false> pb{j_b.data(), m, w.data(), stride, 3, row_b.data(), stride - 1, 1, 3 * n, n};
+  for (int64_t i = 0; i < n; ++i) {
+    ta(i);
+    tb(i);
+    pa(i);
+    pb(i);
+  }
+  differ = 0;
+  for (int64_t q = 0; q < 3 * n; ++q) differ += !(out_a[q] == out_b[q]);
+  for (int64_t q = 0; q < n * stride; ++q) differ += !(row_a[q] == row_b[q]);
+  EXPECT(differ == 0);
+}
 }  // namespace
 
 int main() {
   test_fastmath_and_softplus();
+  test_hash_grid_cuda_shapes_on_the_host();
   test_parallel_for_covers_range();
   test_accumulate_sums();
   test_ray_sphere_c_api();

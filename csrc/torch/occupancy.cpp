@@ -22,7 +22,7 @@ void run(const OccupancyMarch<T>& f, const at::Tensor& ref, int64_t n) {
   }
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> sampling(
     const at::Tensor& rays_o, const at::Tensor& rays_d, const std::optional<at::Tensor>& t_min_in,
     const std::optional<at::Tensor>& t_max_in, const std::optional<at::Tensor>& u_in, const at::Tensor& bitfield,
     const std::optional<at::Tensor>& coarse_in, int64_t block, const at::Tensor& level_aabbs, int64_t resolution, double near_plane, double far_plane, double step,
@@ -60,6 +60,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
   TORCH_CHECK_VALUE(cone_angle >= 0, "eyefast.", kOp, ": cone_angle must be >= 0, got ", cone_angle);
   at::Tensor counts = at::empty({n}, rays_o.options().dtype(at::kLong));
   at::Tensor ri, ts, te;
+  // the per-ray segment offsets [n + 1] (nerfacc's packed_info): the volume-rendering ops take them
+  at::Tensor packed = at::zeros({n + 1}, counts.options());
   CheckBuffer rec(rays_o.device());
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "eyefast_occ_sampling", [&] {
     OccupancyMarch<scalar_t> f{rays_o.data_ptr<scalar_t>(),
@@ -97,6 +99,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
       ts = prepare_output(at::empty({total}, rays_o.options()));
       te = prepare_output(at::empty({total}, rays_o.options()));
       one.write(ri.data_ptr<int64_t>(), ts.data_ptr<scalar_t>(), te.data_ptr<scalar_t>());
+      if (n) {
+        at::Tensor inclusive = packed.slice(0, 1);
+        at::cumsum_out(inclusive, counts, 0);
+      }
       return;
     }
     run(f, rays_o, n);
@@ -106,7 +112,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
                         {kOC_DirsNonFinite, "rays_d", "has a non-finite value"},
                         {kOC_DirsZero, "rays_d", "has a zero-length direction"}});
     }
-    at::Tensor inclusive = counts.cumsum(0);
+    at::Tensor inclusive = packed.slice(0, 1);
+    if (n) at::cumsum_out(inclusive, counts, 0);
     const int64_t total = n ? inclusive[n - 1].item<int64_t>() : 0;
     at::Tensor offsets = inclusive - counts;
     ri = prepare_output(at::empty({total}, counts.options()));
@@ -120,7 +127,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> sampling(
     f.t_ends = te.data_ptr<scalar_t>();
     run(f, rays_o, n);
   });
-  return {ri, ts, te};
+  return {ri, ts, te, packed};
 }
 
 }  // namespace
@@ -129,7 +136,7 @@ TORCH_LIBRARY_FRAGMENT(eyefast, m) {
   m.def(
       "occupancy_sampling(Tensor rays_o, Tensor rays_d, Tensor? t_min, Tensor? t_max, Tensor? u, Tensor bitfield, "
       "Tensor? coarse, int block, Tensor level_aabbs, int resolution, float near_plane, float far_plane, float render_step_size, "
-      "float cone_angle, bool check=True) -> (Tensor ray_indices, Tensor t_starts, Tensor t_ends)");
+      "float cone_angle, bool check=True) -> (Tensor ray_indices, Tensor t_starts, Tensor t_ends, Tensor offsets)");
 }
 
 TORCH_LIBRARY_IMPL(eyefast, CPU, m) { m.impl("occupancy_sampling", &sampling); }

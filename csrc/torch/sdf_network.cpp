@@ -134,6 +134,28 @@ struct OpSetup {
 
 // ---- device dispatch of the kernels -----------------------------------------------------------
 
+// The encoding's Jacobian J [N, L*F, 3]: point-major (contiguous) on the CPU; feature-major on CUDA
+// (a permuted view of [L*F, 3, N] storage, strides 1, 3N, N): there one thread handles one point (or
+// one point and level), and consecutive points' entries lie at consecutive addresses.
+at::Tensor new_jacobian(int64_t n, int64_t m, const at::TensorOptions& opt) {
+  if (opt.device().is_cuda()) return at::empty({m, 3, n}, opt).permute({2, 0, 1});
+  return at::empty({n, m, 3}, opt);
+}
+
+bool jacobian_layout_ok(const at::Tensor& jac) {
+  if (!jac.is_cuda()) return jac.is_contiguous();
+  const int64_t n = jac.size(0);
+  return jac.stride(0) == 1 && jac.stride(1) == 3 * n && jac.stride(2) == n;
+}
+
+// J in its device's layout (a copy when it came in another, e.g. moved or made contiguous by the caller)
+at::Tensor jacobian_in_layout(const at::Tensor& jac) {
+  if (jacobian_layout_ok(jac)) return jac;
+  at::Tensor out = new_jacobian(jac.size(0), jac.size(1), jac.options());
+  out.copy_(jac);
+  return out;
+}
+
 void run_encode(const at::Tensor& x, const at::Tensor& table, const HashGridLayout& lay, at::Tensor& u, const Net& net,
                 bool include_x, at::Tensor* jac) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "eyefast_sdf_network_encode", [&] {
@@ -259,7 +281,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>> sdf_network(
   auto none = [&] { return at::empty({0}, opt); };
   // Kernel-written outputs are poisoned first when EYEFAST_POISON is set (prepare_output).
   at::Tensor u = prepare_output(at::empty({n, net.n_u}, opt));
-  at::Tensor jac = need_grad ? prepare_output(at::empty({n, net.m, 3}, opt)) : none();
+  at::Tensor jac = need_grad ? prepare_output(new_jacobian(n, net.m, opt)) : none();
   run_encode(x, table, lay, u, net, include_x, need_grad ? &jac : nullptr);
   const at::Tensor w0 = first_layer(weights, biases);
   const bool keep_s = need_grad || save;
@@ -356,7 +378,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   TORCH_CHECK_VALUE(static_cast<int64_t>(saved.size()) == kSavedHead + kSavedPerLayer * (K - 1), "eyefast.", kOp,
                     ": saved must hold the ", kSavedHead + kSavedPerLayer * (K - 1),
                     " tensors sdf_network(..., save=True) returned, got ", saved.size());
-  const at::Tensor &u = saved[0], &jac = saved[1], &gu = saved[2];
+  const at::Tensor &u = saved[0], &gu = saved[2];
+  at::Tensor jac = saved[1];
   check_arg(kOp, "saved[0] (u)", u, {n, net.n_u}, "[N, n_in + 1]", &x);
   auto layer = [&](int64_t j, int64_t what) -> const at::Tensor& { return saved[kSavedHead + kSavedPerLayer * j + what]; };
   const at::Tensor g_out = g_out_opt.has_value() && g_out_opt->defined() ? g_out_opt->contiguous() : at::Tensor();
@@ -366,7 +389,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
     check_arg(kOp, "g_grad", g_grad, {n, 3}, "[N, 3]", &x);
     TORCH_CHECK_VALUE(jac.numel() == n * net.m * 3 && gu.numel() == n * net.n_u, "eyefast.", kOp,
                       ": g_grad needs the saved tensors of a forward with need_grad=True");
-    check_arg(kOp, "saved[1] (J)", jac, {n, net.m, 3}, "[N, L * F, 3]", &x);
+    TORCH_CHECK(jac.dim() == 3 && jac.size(0) == n && jac.size(1) == net.m && jac.size(2) == 3 &&
+                    jac.scalar_type() == x.scalar_type() && jac.device() == x.device(),
+                "eyefast.", kOp, ": saved[1] (J) must be a [N, L * F, 3] tensor like x, got ", jac.sizes());
+    jac = jacobian_in_layout(jac);
     check_arg(kOp, "saved[2] (gu)", gu, {n, net.n_u}, "[N, n_in + 1]", &x);
   }
   for (int64_t j = 0; j + 1 < K; ++j) {

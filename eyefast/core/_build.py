@@ -70,7 +70,10 @@ def compile_args(with_cuda: bool) -> dict:
     # -std=c++20 for the host compiler, as torch's own extension default: torch's autograd headers
     # (custom autograd Functions in csrc/torch) use C++20 features. The torch-free core builds as C++17
     # (CMakeLists.txt) and the CUDA launchers include no torch header.
-    cxx = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"] + openmp_flags()
+    # -g0 unless EYEFAST_DEBUG_INFO=1: Python's own compile flags carry -g, and debug information for these
+    # template-heavy kernels costs 40-50% of the compile time and 80 MB of the library.
+    debug = ["-g"] if os.environ.get("EYEFAST_DEBUG_INFO", "") == "1" else ["-g0"]
+    cxx = ["-O3", "-std=c++20", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"] + debug + openmp_flags()
     args = {"cxx": cxx + (["-DEYEFAST_WITH_CUDA"] if with_cuda else [])}
     if with_cuda:
         # No --use_fast_math: the kernels must match the float64 references to 1e-5.

@@ -32,7 +32,8 @@ __all__ = ["OccupancyGrid", "occupancy_sampling"]
 def _sampling_fake(rays_o, rays_d, t_min, t_max, u, bitfield, coarse, block, level_aabbs, resolution, near_plane, far_plane,
                    render_step_size, cone_angle, check=True):
     s = torch.library.get_ctx().new_dynamic_size()
-    return rays_o.new_empty(s, dtype=torch.long), rays_o.new_empty(s), rays_o.new_empty(s)
+    return (rays_o.new_empty(s, dtype=torch.long), rays_o.new_empty(s), rays_o.new_empty(s),
+            rays_o.new_empty(rays_o.shape[0] + 1, dtype=torch.long))
 
 
 def pack_bitfield(binaries: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,8 @@ def occupancy_sampling(rays_o, rays_d, bitfield, level_aabbs, resolution, *, nea
             jumps over empty space; it changes the speed, never the result.
 
     Returns:
-        ray_indices [S] int64 (sorted), t_starts [S], t_ends [S].
+        ray_indices [S] int64 (sorted), t_starts [S], t_ends [S], offsets [N + 1] int64 (ray r owns the
+        samples offsets[r]:offsets[r + 1]; what the volume-rendering ops take).
     """
     return torch.ops.eyefast.occupancy_sampling(
         rays_o, rays_d, t_min, t_max, u, bitfield, coarse, int(block), level_aabbs.to(rays_o.dtype).contiguous(), int(resolution),
@@ -77,11 +79,13 @@ def occupancy_sampling(rays_o, rays_d, bitfield, level_aabbs, resolution, *, nea
     )
 
 
-def _kernel_transmittance(t_starts, t_ends, sigmas, alphas, ray_indices, n_rays):
+def _kernel_transmittance(t_starts, t_ends, sigmas, alphas, ray_indices, offsets):
     """(transmittance, alphas) of packed samples on eyefast's kernels (from densities or alphas)."""
+    n = offsets.shape[0] - 1
     if sigmas is not None:
-        return render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays, check=False)
-    return render_transmittance_from_alpha(alphas, ray_indices, n_rays, check=False), alphas
+        return render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n, check=False,
+                                                 offsets=offsets)
+    return render_transmittance_from_alpha(alphas, ray_indices, n, check=False, offsets=offsets), alphas
 
 
 class OccupancyGrid(torch.nn.Module):
@@ -171,48 +175,66 @@ class OccupancyGrid(torch.nn.Module):
         Returns:
             ray_indices [S] int64 sorted, t_starts [S], t_ends [S].
         """
+        return self.sampling_packed(rays_o, rays_d, sigma_fn, alpha_fn, near_plane, far_plane, t_min, t_max,
+                                    render_step_size, early_stop_eps, alpha_thre, stratified, cone_angle,
+                                    generator)[:3]
+
+    @torch.no_grad()
+    def sampling_packed(self, rays_o: torch.Tensor, rays_d: torch.Tensor, sigma_fn: Optional[Callable] = None,
+                        alpha_fn: Optional[Callable] = None, near_plane: float = 0.0, far_plane: float = 1e10,
+                        t_min: Optional[torch.Tensor] = None, t_max: Optional[torch.Tensor] = None,
+                        render_step_size: float = 1e-3, early_stop_eps: float = 1e-4, alpha_thre: float = 0.0,
+                        stratified: bool = False, cone_angle: float = 0.0,
+                        generator: Optional[torch.Generator] = None):
+        """:meth:`sampling`, and the per-ray segment offsets of what it returns: ``(ray_indices,
+        t_starts, t_ends, offsets [N + 1])`` (nerfacc's packed_info): the volume-rendering ops
+        (:mod:`eyefast.core.volrend`) take them and skip finding them again."""
         u = None
         if stratified:
             u = torch.rand(rays_o.shape[0], generator=generator, dtype=rays_o.dtype,
                            device=rays_o.device if generator is None else generator.device).to(rays_o.device)
-        ray_indices, t_starts, t_ends = occupancy_sampling(
+        ray_indices, t_starts, t_ends, offsets = occupancy_sampling(
             rays_o, rays_d, self.bitfield, self.aabbs, self.resolution, near_plane=near_plane,
             far_plane=far_plane, render_step_size=render_step_size, cone_angle=cone_angle,
             t_min=t_min, t_max=t_max, u=u, coarse=self.coarse_bitfield, block=self.block,
         )
-        return self.prune(ray_indices, t_starts, t_ends, rays_o.shape[0], sigma_fn, alpha_fn, early_stop_eps, alpha_thre)
+        return self.prune(ray_indices, t_starts, t_ends, offsets, sigma_fn, alpha_fn, early_stop_eps, alpha_thre)
 
     @torch.no_grad()
-    def prune(self, ray_indices, t_starts, t_ends, n_rays: int, sigma_fn: Optional[Callable] = None,
+    def prune(self, ray_indices, t_starts, t_ends, offsets, sigma_fn: Optional[Callable] = None,
               alpha_fn: Optional[Callable] = None, early_stop_eps: float = 1e-4, alpha_thre: float = 0.0,
               transmittance_fn: Optional[Callable] = None):
         """Drops marched samples (nerfacc's pruning): those behind ``early_stop_eps`` of transmittance
         and, with ``alpha_thre > 0``, those with alpha below ``min(alpha_thre, mean occupancy)``.
 
-        ``sigma_fn`` or ``alpha_fn`` as in :meth:`sampling` (neither: nothing is pruned).
-        ``transmittance_fn(t_starts, t_ends, sigmas, alphas, ray_indices, n_rays) -> (trans, alphas)``
-        (one of ``sigmas``/``alphas`` is None) computes the transmittance: eyefast's kernels by default;
-        the reference backend passes the pure-PyTorch one. Returns ``(ray_indices, t_starts, t_ends)``.
+        ``offsets [n_rays + 1]``: the segments of the samples. ``sigma_fn`` or ``alpha_fn`` as in
+        :meth:`sampling` (neither: nothing is pruned). ``transmittance_fn(t_starts, t_ends, sigmas,
+        alphas, ray_indices, offsets) -> (trans, alphas)`` (one of ``sigmas``/``alphas`` is None) computes
+        the transmittance: eyefast's kernels by default; the reference backend passes the pure-PyTorch
+        one. Returns ``(ray_indices, t_starts, t_ends, offsets)`` of the kept samples: one compaction,
+        whose size is the one value the host reads; the new offsets come from a prefix count of the
+        kept samples, read at the old ones.
         """
         if not (alpha_thre > 0.0 or early_stop_eps > 0.0) or (sigma_fn is None and alpha_fn is None):
-            return ray_indices, t_starts, t_ends
+            return ray_indices, t_starts, t_ends, offsets
         if alpha_thre > 0.0:
             alpha_thre = min(alpha_thre, self.occs.mean().item())
         if t_starts.shape[0] == 0:
-            return ray_indices, t_starts, t_ends
+            return ray_indices, t_starts, t_ends, offsets
         fn = transmittance_fn or _kernel_transmittance
         if sigma_fn is not None:
             sigmas = sigma_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
-            trans, alphas = fn(t_starts, t_ends, sigmas, None, ray_indices, n_rays)
+            trans, alphas = fn(t_starts, t_ends, sigmas, None, ray_indices, offsets)
         else:
             alphas = alpha_fn(t_starts, t_ends, ray_indices).reshape(-1).to(t_starts.dtype).contiguous()
-            trans, alphas = fn(t_starts, t_ends, None, alphas, ray_indices, n_rays)
+            trans, alphas = fn(t_starts, t_ends, None, alphas, ray_indices, offsets)
         keep = trans >= early_stop_eps
         if alpha_thre > 0.0:
             keep &= alphas >= alpha_thre
-        # one compaction for the three arrays (its size is the one value the host must read)
+        kept_before = torch.cat([keep.new_zeros(1, dtype=torch.long), torch.cumsum(keep, 0)])  # [M + 1]
         idx = torch.nonzero(keep).squeeze(-1)
-        return ray_indices.index_select(0, idx), t_starts.index_select(0, idx), t_ends.index_select(0, idx)
+        return (ray_indices.index_select(0, idx), t_starts.index_select(0, idx), t_ends.index_select(0, idx),
+                kept_before.index_select(0, offsets))
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()

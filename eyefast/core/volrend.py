@@ -8,6 +8,12 @@ kernels registered with :func:`torch.library.register_autograd`), has a fake imp
 
 With ``check=True`` (default) the kernels also verify that ``ray_indices`` is sorted and in
 range, raising a ``ValueError`` naming it (one device-to-host read on CUDA).
+
+``offsets`` (optional, every function): the per-ray segment offsets ``[n_rays + 1]`` (int64; ray ``r``
+owns samples ``offsets[r]:offsets[r + 1]``), as :meth:`eyefast.core.occupancy.OccupancyGrid.sampling_packed`
+returns them (nerfacc's ``packed_info``). Without them every op finds them in ``ray_indices`` with a
+binary search per ray; with them (and ``check=False``) it uses them as they are. With ``check=True``
+given offsets must equal the ones ``ray_indices`` imply.
 """
 
 from __future__ import annotations
@@ -25,18 +31,20 @@ __all__ = [
     "render_weight_from_alpha",
     "render_transmittance_from_density",
     "render_transmittance_from_alpha",
-    "render_weight_per_object",
     "accumulate_along_rays",
 ]
 
 
-def _n_rays(ray_indices: torch.Tensor, n_rays: Optional[int]) -> int:
+def _n_rays(ray_indices: torch.Tensor, n_rays: Optional[int], offsets=None) -> int:
     if n_rays is not None:
         return int(n_rays)
+    if offsets is not None:
+        return int(offsets.shape[0]) - 1
     return int(ray_indices.max().item()) + 1 if ray_indices.numel() else 0
 
 
-def render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays=None, *, check: bool = True):
+def render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays=None, *, check: bool = True,
+                               offsets=None):
     """Weights of packed samples from their density.
 
     Args:
@@ -51,17 +59,19 @@ def render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays=Non
         t_ends and sigmas.
     """
     return torch.ops.eyefast.render_weight_from_density(
-        t_starts, t_ends, sigmas, ray_indices, _n_rays(ray_indices, n_rays), check
+        t_starts, t_ends, sigmas, ray_indices, _n_rays(ray_indices, n_rays, offsets), check, offsets
     )
 
 
-def render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays=None, *, check: bool = True):
+def render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays=None, *, check: bool = True,
+                                      offsets=None):
     """(transmittance [M], alphas [M]) of :func:`render_weight_from_density` (nerfacc order)."""
-    _, trans, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays, check=check)
+    _, trans, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays, check=check,
+                                                  offsets=offsets)
     return trans, alphas
 
 
-def render_weight_from_alpha(alphas, ray_indices, n_rays=None, *, check: bool = True):
+def render_weight_from_alpha(alphas, ray_indices, n_rays=None, *, check: bool = True, offsets=None):
     """Weights of packed samples from their opacity.
 
     Args:
@@ -73,36 +83,16 @@ def render_weight_from_alpha(alphas, ray_indices, n_rays=None, *, check: bool = 
         weights [M] = T * alpha and transmittance [M] = prod of (1 - alpha) over the earlier
         samples of the ray. Differentiable w.r.t. alphas (alpha = 1 is safe).
     """
-    return torch.ops.eyefast.render_weight_from_alpha(alphas, ray_indices, _n_rays(ray_indices, n_rays), check)
+    return torch.ops.eyefast.render_weight_from_alpha(alphas, ray_indices, _n_rays(ray_indices, n_rays, offsets), check,
+                                                      offsets)
 
 
-def render_transmittance_from_alpha(alphas, ray_indices, n_rays=None, *, check: bool = True):
+def render_transmittance_from_alpha(alphas, ray_indices, n_rays=None, *, check: bool = True, offsets=None):
     """Transmittance [M] of :func:`render_weight_from_alpha`."""
-    return render_weight_from_alpha(alphas, ray_indices, n_rays, check=check)[1]
+    return render_weight_from_alpha(alphas, ray_indices, n_rays, check=check, offsets=offsets)[1]
 
 
-def render_weight_per_object(t_starts, t_ends, sigmas, ray_indices, n_rays=None, *, check: bool = True):
-    """Scene weights and per-object opacity (SPEC section 4: face, left eye, right eye).
-
-    Args:
-        t_starts, t_ends: [M] interval bounds.
-        sigmas: [M, K] density of each of K objects; the scene density is their sum.
-        ray_indices: [M] int64 ray of each sample, sorted.
-        n_rays: number of rays (default: ``ray_indices.max() + 1``).
-
-    Returns:
-        weights [M]: scene weights T_j (1 - exp(-sum_k sigma_jk dt_j)).
-        transmittance [M]: T_j = exp(-sum over earlier samples of the scene sigma * dt).
-        opacity [n_rays, K]: sum_j T_j (1 - exp(-sigma_jk dt_j)), each object's alpha from its
-            own density under the scene transmittance.
-    Differentiable w.r.t. t_starts, t_ends and sigmas.
-    """
-    return torch.ops.eyefast.render_weight_per_object(
-        t_starts, t_ends, sigmas, ray_indices, _n_rays(ray_indices, n_rays), check
-    )
-
-
-def accumulate_along_rays(weights, values, ray_indices, n_rays=None, *, check: bool = True):
+def accumulate_along_rays(weights, values, ray_indices, n_rays=None, *, check: bool = True, offsets=None):
     """Per-ray weighted sum: out[r] = sum over the samples j of ray r of weights[j] * values[j].
 
     Args:
@@ -114,53 +104,41 @@ def accumulate_along_rays(weights, values, ray_indices, n_rays=None, *, check: b
     Returns:
         [n_rays, C]; rays without samples give 0. Differentiable w.r.t. weights and values.
     """
-    return torch.ops.eyefast.accumulate_along_rays(weights, values, ray_indices, _n_rays(ray_indices, n_rays), check)
+    return torch.ops.eyefast.accumulate_along_rays(weights, values, ray_indices, _n_rays(ray_indices, n_rays, offsets),
+                                                   check, offsets)
 
 
 # --------------------------------------------------------------------------------------------
 # fake kernels
 # --------------------------------------------------------------------------------------------
 @torch.library.register_fake("eyefast::render_weight_from_density")
-def _density_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, check=True):
+def _density_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, check=True, offsets=None):
     torch._check(sigmas.dim() == 1 and sigmas.shape == t_starts.shape == t_ends.shape == ray_indices.shape,
                  lambda: "t_starts, t_ends, sigmas and ray_indices must have shape [M]")
     return torch.empty_like(sigmas), torch.empty_like(sigmas), torch.empty_like(sigmas)
 
 
 @torch.library.register_fake("eyefast::render_weight_from_density_backward")
-def _density_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_a, t_grads=True):
+def _density_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_a, t_grads=True, offsets=None):
     if not t_grads:
         return t_starts.new_empty(0), t_ends.new_empty(0), torch.empty_like(sigmas)
     return torch.empty_like(t_starts), torch.empty_like(t_ends), torch.empty_like(sigmas)
 
 
 @torch.library.register_fake("eyefast::render_weight_from_alpha")
-def _alpha_fake(alphas, ray_indices, n_rays, check=True):
+def _alpha_fake(alphas, ray_indices, n_rays, check=True, offsets=None):
     torch._check(alphas.dim() == 1 and alphas.shape == ray_indices.shape,
                  lambda: "alphas and ray_indices must have shape [M]")
     return torch.empty_like(alphas), torch.empty_like(alphas)
 
 
 @torch.library.register_fake("eyefast::render_weight_from_alpha_backward")
-def _alpha_bwd_fake(alphas, ray_indices, n_rays, trans, g_w, g_t):
+def _alpha_bwd_fake(alphas, ray_indices, n_rays, trans, g_w, g_t, offsets=None):
     return torch.empty_like(alphas)
 
 
-@torch.library.register_fake("eyefast::render_weight_per_object")
-def _object_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, check=True):
-    torch._check(sigmas.dim() == 2 and sigmas.shape[0] == t_starts.shape[0], lambda: "sigmas must have shape [M, K]")
-    return torch.empty_like(t_starts), torch.empty_like(t_starts), sigmas.new_empty(n_rays, sigmas.shape[1])
-
-
-@torch.library.register_fake("eyefast::render_weight_per_object_backward")
-def _object_bwd_fake(t_starts, t_ends, sigmas, ray_indices, n_rays, trans, g_w, g_t, g_op, t_grads=True):
-    if not t_grads:
-        return t_starts.new_empty(0), t_ends.new_empty(0), torch.empty_like(sigmas)
-    return torch.empty_like(t_starts), torch.empty_like(t_ends), torch.empty_like(sigmas)
-
-
 @torch.library.register_fake("eyefast::accumulate_along_rays")
-def _acc_fake(weights, values, ray_indices, n_rays, check=True):
+def _acc_fake(weights, values, ray_indices, n_rays, check=True, offsets=None):
     torch._check(weights.dim() == 1 and weights.shape == ray_indices.shape,
                  lambda: "weights and ray_indices must have shape [M]")
     c = 1 if values is None else values.shape[1]
@@ -176,20 +154,20 @@ def _acc_bwd_fake(weights, values, ray_indices, n_rays, grad_out):
 # autograd
 # --------------------------------------------------------------------------------------------
 def _density_setup(ctx, inputs, output):
-    t_starts, t_ends, sigmas, ray_indices, n_rays, _check = inputs
+    t_starts, t_ends, sigmas, ray_indices, n_rays, _check, offsets = inputs
     ctx.n_rays = n_rays
-    ctx.save_for_backward(t_starts, t_ends, sigmas, ray_indices, output[1])
+    ctx.save_for_backward(t_starts, t_ends, sigmas, ray_indices, output[1], offsets)
 
 
 def _density_backward(ctx, g_w, g_t, g_a):
-    t_starts, t_ends, sigmas, ray_indices, trans = ctx.saved_tensors
+    t_starts, t_ends, sigmas, ray_indices, trans, offsets = ctx.saved_tensors
     need = ctx.needs_input_grad
     if not any(need[:3]):
-        return None, None, None, None, None, None
+        return None, None, None, None, None, None, None
     g_ts, g_te, g_s = torch.ops.eyefast.render_weight_from_density_backward(
-        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_a, bool(need[0] or need[1])
+        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_a, bool(need[0] or need[1]), offsets
     )
-    return (g_ts if need[0] else None, g_te if need[1] else None, g_s if need[2] else None, None, None, None)
+    return (g_ts if need[0] else None, g_te if need[1] else None, g_s if need[2] else None, None, None, None, None)
 
 
 torch.library.register_autograd(
@@ -198,44 +176,25 @@ torch.library.register_autograd(
 
 
 def _alpha_setup(ctx, inputs, output):
-    alphas, ray_indices, n_rays, _check = inputs
+    alphas, ray_indices, n_rays, _check, offsets = inputs
     ctx.n_rays = n_rays
-    ctx.save_for_backward(alphas, ray_indices, output[1])
+    ctx.save_for_backward(alphas, ray_indices, output[1], offsets)
 
 
 def _alpha_backward(ctx, g_w, g_t):
-    alphas, ray_indices, trans = ctx.saved_tensors
+    alphas, ray_indices, trans, offsets = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
-        return None, None, None, None
-    g_a = torch.ops.eyefast.render_weight_from_alpha_backward(alphas, ray_indices, ctx.n_rays, trans, g_w, g_t)
-    return g_a, None, None, None
+        return None, None, None, None, None
+    g_a = torch.ops.eyefast.render_weight_from_alpha_backward(alphas, ray_indices, ctx.n_rays, trans, g_w, g_t,
+                                                              offsets)
+    return g_a, None, None, None, None
 
 
 torch.library.register_autograd("eyefast::render_weight_from_alpha", _alpha_backward, setup_context=_alpha_setup)
 
 
-def _object_setup(ctx, inputs, output):
-    t_starts, t_ends, sigmas, ray_indices, n_rays, _check = inputs
-    ctx.n_rays = n_rays
-    ctx.save_for_backward(t_starts, t_ends, sigmas, ray_indices, output[1])
-
-
-def _object_backward(ctx, g_w, g_t, g_op):
-    t_starts, t_ends, sigmas, ray_indices, trans = ctx.saved_tensors
-    need = ctx.needs_input_grad
-    if not any(need[:3]):
-        return None, None, None, None, None, None
-    g_ts, g_te, g_s = torch.ops.eyefast.render_weight_per_object_backward(
-        t_starts, t_ends, sigmas, ray_indices, ctx.n_rays, trans, g_w, g_t, g_op, bool(need[0] or need[1])
-    )
-    return (g_ts if need[0] else None, g_te if need[1] else None, g_s if need[2] else None, None, None, None)
-
-
-torch.library.register_autograd("eyefast::render_weight_per_object", _object_backward, setup_context=_object_setup)
-
-
 def _acc_setup(ctx, inputs, output):
-    weights, values, ray_indices, n_rays, _check = inputs
+    weights, values, ray_indices, n_rays, _check, _offsets = inputs
     ctx.n_rays = n_rays
     ctx.has_values = values is not None
     ctx.save_for_backward(weights, values, ray_indices)
@@ -245,11 +204,11 @@ def _acc_backward(ctx, g_out):
     weights, values, ray_indices = ctx.saved_tensors
     need = ctx.needs_input_grad
     if not (need[0] or need[1]):
-        return None, None, None, None, None
+        return None, None, None, None, None, None
     g_w, g_v = torch.ops.eyefast.accumulate_along_rays_backward(
         weights, values if ctx.has_values else None, ray_indices, ctx.n_rays, g_out
     )
-    return (g_w if need[0] else None, g_v if (need[1] and ctx.has_values) else None, None, None, None)
+    return (g_w if need[0] else None, g_v if (need[1] and ctx.has_values) else None, None, None, None, None)
 
 
 torch.library.register_autograd("eyefast::accumulate_along_rays", _acc_backward, setup_context=_acc_setup)

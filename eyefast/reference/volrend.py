@@ -45,18 +45,6 @@ def render_weight_from_alpha(alphas, ray_indices, n_rays=None):
     return trans * alphas, trans
 
 
-def render_weight_per_object(t_starts, t_ends, sigmas, ray_indices, n_rays):
-    dt = (t_ends - t_starts)[:, None]
-    sd_obj = sigmas * dt
-    sd = sd_obj.sum(1)
-    trans = torch.exp(-_exclusive_segment_cumsum(sd, ray_indices))
-    weights = trans * (1.0 - torch.exp(-sd))
-    contrib = trans[:, None] * (1.0 - torch.exp(-sd_obj))
-    opacity = torch.zeros(n_rays, sigmas.shape[1], dtype=sigmas.dtype, device=sigmas.device)
-    opacity = opacity.index_add(0, ray_indices, contrib)
-    return weights, trans, opacity
-
-
 def accumulate_along_rays(weights, values, ray_indices, n_rays):
     src = weights[:, None] if values is None else weights[:, None] * values
     out = torch.zeros(n_rays, src.shape[1], dtype=src.dtype, device=src.device)

@@ -43,14 +43,16 @@ class Backend:
         raise NotImplementedError
 
     def sampling(self, grid, rays_o, rays_d, **kw):  # pragma: no cover - interface
-        """:meth:`eyefast.OccupancyGrid.sampling` semantics."""
+        """:meth:`eyefast.OccupancyGrid.sampling_packed` semantics: ``(ray_indices, t_starts, t_ends,
+        offsets)``."""
         raise NotImplementedError
 
-    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, n_rays):  # pragma: no cover
-        """(weights, transmittance, alphas)."""
+    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, offsets):  # pragma: no cover
+        """(weights, transmittance, alphas); ``offsets [n_rays + 1]`` the samples' ray segments."""
         raise NotImplementedError
 
-    def accumulate(self, weights, values, ray_indices, n_rays):  # pragma: no cover - interface
+    def accumulate(self, weights, values, ray_indices, offsets):  # pragma: no cover - interface
+        """[n_rays, C] per-ray sums (see :func:`eyefast.core.volrend.accumulate_along_rays`)."""
         raise NotImplementedError
 
     def __repr__(self):
@@ -86,13 +88,15 @@ class _Eyefast(Backend):
         return tuple(self._ops.trace_eyes(origins, dirs, eyes, check=False))
 
     def sampling(self, grid, rays_o, rays_d, **kw):
-        return grid.sampling(rays_o, rays_d, **kw)
+        return grid.sampling_packed(rays_o, rays_d, **kw)
 
-    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, n_rays):
-        return self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays, check=False)
+    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, offsets):
+        return self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, offsets.shape[0] - 1,
+                                                   check=False, offsets=offsets)
 
-    def accumulate(self, weights, values, ray_indices, n_rays):
-        return self._vr.accumulate_along_rays(weights, values, ray_indices, n_rays, check=False)
+    def accumulate(self, weights, values, ray_indices, offsets):
+        return self._vr.accumulate_along_rays(weights, values, ray_indices, offsets.shape[0] - 1, check=False,
+                                              offsets=offsets)
 
 
 class _Reference(Backend):
@@ -134,18 +138,20 @@ class _Reference(Backend):
                            device=rays_o.device if generator is None else generator.device).to(rays_o.device)
         ri, ts, te = self._occ.sampling(rays_o, rays_d, grid.binaries, grid.aabbs.to(rays_o.dtype), near_plane,
                                         far_plane, render_step_size, cone_angle, t_min, t_max, u)
-        return grid.prune(ri, ts, te, rays_o.shape[0], sigma_fn, None, early_stop_eps, alpha_thre,
+        offsets = torch.searchsorted(ri, torch.arange(rays_o.shape[0] + 1, device=ri.device))
+        return grid.prune(ri, ts, te, offsets, sigma_fn, None, early_stop_eps, alpha_thre,
                           transmittance_fn=self._transmittance)
 
-    def _transmittance(self, t_starts, t_ends, sigmas, alphas, ray_indices, n_rays):
-        _, trans, alphas = self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    def _transmittance(self, t_starts, t_ends, sigmas, alphas, ray_indices, offsets):
+        _, trans, alphas = self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices,
+                                                               offsets.shape[0] - 1)
         return trans, alphas
 
-    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, n_rays):
-        return self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
+    def weights_from_density(self, t_starts, t_ends, sigmas, ray_indices, offsets):
+        return self._vr.render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, offsets.shape[0] - 1)
 
-    def accumulate(self, weights, values, ray_indices, n_rays):
-        return self._vr.accumulate_along_rays(weights, values, ray_indices, n_rays)
+    def accumulate(self, weights, values, ray_indices, offsets):
+        return self._vr.accumulate_along_rays(weights, values, ray_indices, offsets.shape[0] - 1)
 
 
 _CACHE: dict[str, Backend] = {}

@@ -82,9 +82,9 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
         return model.density(model.scene_sdf(x))
 
     with torch.no_grad():
-        ri, ts, te = ops.sampling(grid, rays_o, rays_d, sigma_fn=sigma_fn, t_max=t_max, render_step_size=step,
-                                  early_stop_eps=EARLY_STOP_EPS, alpha_thre=ALPHA_THRE, stratified=stratified,
-                                  generator=generator)
+        ri, ts, te, offs = ops.sampling(grid, rays_o, rays_d, sigma_fn=sigma_fn, t_max=t_max, render_step_size=step,
+                                        early_stop_eps=EARLY_STOP_EPS, alpha_thre=ALPHA_THRE, stratified=stratified,
+                                        generator=generator)
     dev, dt = rays_o.device, rays_o.dtype
     m = ts.shape[0]
     k_obj = 1 if model.ignore_eyeball else 3
@@ -117,17 +117,16 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
         normals = torch.where(on_eye[:, None], model.eye_normal(x, which), n_face)
         sig_obj = model.density(torch.cat([sdf_face[:, None], eye], -1))
     sigma = model.density(sdf_scene)
-    weights, trans, _ = ops.weights_from_density(ts, te, sigma, ri, n)
+    weights, trans, alphas = ops.weights_from_density(ts, te, sigma, ri, offs)
     alpha_obj = 1.0 - torch.exp(-sig_obj * (te - ts)[:, None])
-    obj_opacity = ops.accumulate(trans, alpha_obj, ri, n)
-
-    opacity = ops.accumulate(weights, None, ri, n)[:, 0]
-    out = {"opacity": opacity, "obj_opacity": obj_opacity, "n_samples": int(m), "eikonal": eikonal}
+    # the opacity (sum of T alpha) and the per-object opacities (sum of T alpha_obj) in one accumulate
+    acc = ops.accumulate(trans, torch.cat([alphas[:, None], alpha_obj], -1), ri, offs)
+    out = {"opacity": acc[:, 0], "obj_opacity": acc[:, 1:], "n_samples": int(m), "eikonal": eikonal}
     if shading == "sample":
-        _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, n,
+        _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, offs,
                        frame_ids, light, with_extras)
     else:
-        _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids,
+        _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, offs, frame_ids,
                        light, with_extras)
     return out
 
@@ -146,7 +145,7 @@ def _shade(model, x, normals, cam, albedo, spec, rough, occ, light):
                              model.sh_scale)
 
 
-def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, n, frame_ids,
+def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_eye, mid, weights, ri, offs, frame_ids,
                    light, extras):
     """Shading at every sample, then compositing (the NeuS-style path)."""
     albedo, spec, rough = _material(model, x, None if on_eye is None else on_eye.to(x.dtype))
@@ -157,7 +156,7 @@ def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_e
         vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
     if model.cornea:
         vals.append(on_eye.to(x.dtype)[:, None])
-    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
+    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, offs)
     out.update(rgb=acc[:, 0:3], rgb_rad=acc[:, 3:6], specular=acc[:, 6], depth=acc[:, 7])
     if extras:
         out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
@@ -166,7 +165,7 @@ def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_e
         _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras)
 
 
-def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, n, frame_ids, light,
+def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mid, weights, ri, offs, frame_ids, light,
                    extras):
     """Deferred shading: composite position, normal, geometry feature and eye share per ray, then
     evaluate the material, the BRDF and the radiance head once per ray at that expected surface point
@@ -175,7 +174,7 @@ def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mi
     vals = [x, normals, feat, mid[:, None]]
     if on_eye is not None:
         vals.append(on_eye.to(x.dtype)[:, None])
-    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, n)
+    acc = ops.accumulate(weights, torch.cat(vals, -1), ri, offs)
     op = out["opacity"]
     inv = 1.0 / op.clamp_min(1e-6)
     g = feat.shape[1]

@@ -36,19 +36,31 @@ EF_HD void ef_sigmoid_pair(T t, T e, T& s, T& sc) {
   sc = t >= T(0) ? er : r;
 }
 
+// softplus(zi) into y and, with kDeriv, softplus'(zi) into d: the per-element math every Softplus body
+// below shares (the row bodies on the CPU, their element-wise forms on CUDA).
+template <typename T, bool kDeriv>
+EF_HD void softplus_value(T zi, const SoftplusParams<T>& p, T& y, T& d) {
+  const T t = zi * p.beta;
+  const T at = t >= T(0) ? t : -t;
+  const T e = ef_exp_nonpos(-at);
+  const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
+  // NaN: t > threshold is false, v is NaN (|NaN| selects NaN through both branches).
+  y = t > p.threshold ? zi : v;
+  if (kDeriv) {
+    T s, sc;
+    ef_sigmoid_pair(t, e, s, sc);
+    d = t > p.threshold ? T(1) : s;
+  }
+}
+
 template <typename T>
 struct SoftplusForward {
   const T* z;
   SoftplusParams<T> p;
   T* y;
   EF_HD void operator()(int64_t i) const {
-    const T zi = z[i];
-    const T t = zi * p.beta;
-    const T at = t >= T(0) ? t : -t;
-    const T e = ef_exp_nonpos(-at);
-    const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
-    // NaN: t > threshold is false, v is NaN (|NaN| selects NaN through both branches).
-    y[i] = t > p.threshold ? zi : v;
+    T d;
+    softplus_value<T, false>(z[i], p, y[i], d);
   }
 };
 
@@ -78,21 +90,27 @@ struct SoftplusBiasRows {
     const T* __restrict__ wr = wrow;
     for (int64_t c = 0; c < H; ++c) {
       const T zi = hr[c] + br[c];
-      const T t = zi * p.beta;
-      const T at = t >= T(0) ? t : -t;
-      const T e = ef_exp_nonpos(-at);
-      const T v = ((t > T(0) ? t : T(0)) + ef_log1p_unit(e)) / p.beta;
+      T yv, dv;
+      softplus_value<T, kDeriv>(zi, p, yv, dv);
       if (kWriteZ) hr[c] = zi;
-      yr[c] = t > p.threshold ? zi : v;
-      if (kDeriv) {
-        T s, sc;
-        ef_sigmoid_pair(t, e, s, sc);
-        dr[c] = t > p.threshold ? T(1) : s;
-      }
+      yr[c] = yv;
+      if (kDeriv) dr[c] = dv;
     }
     if (kGh) {  // a second loop over the row (in L1): in the first, GCC would not vectorise it
       for (int64_t c = 0; c < H; ++c) ghr[c] = dr[c] * wr[c];
     }
+  }
+  // Element k = r * H + c alone (CUDA: one thread per element, consecutive threads on consecutive
+  // columns: coalesced); the same arithmetic as the row loop.
+  EF_HD void element(int64_t k) const {
+    const int64_t c = k % H;
+    const T zi = h[k] + bias[c];
+    T yv, dv;
+    softplus_value<T, kDeriv>(zi, p, yv, dv);
+    if (kWriteZ) h[k] = zi;
+    y[k] = yv;
+    if (kDeriv) d[k] = dv;
+    if (kGh) gh[k] = dv * wrow[c];
   }
 };
 
@@ -114,16 +132,18 @@ struct SoftplusDoubleBackwardRows {
     const T* __restrict__ gr = grow;
     T* __restrict__ ogg = g_g + o;
     T* __restrict__ ogz = g_z + o;
-    for (int64_t c = 0; c < H; ++c) {
-      const T t = zr[c] * p.beta;
-      const T at = t >= T(0) ? t : -t;
-      T s, sc;
-      ef_sigmoid_pair(t, ef_exp_nonpos(-at), s, sc);
-      const T ggi = ggr[c];
-      ogg[c] = ggi * (t > p.threshold ? T(1) : s);
-      ogz[c] = (((ggi * gr[c]) * (s * sc)) * p.beta) * T(t < p.threshold ? 1 : 0);
-    }
+    for (int64_t c = 0; c < H; ++c) value(zr[c], ggr[c], gr[c], ogg[c], ogz[c]);
   }
+  EF_HD void value(T zi, T ggi, T gri, T& out_gg, T& out_gz) const {
+    const T t = zi * p.beta;
+    const T at = t >= T(0) ? t : -t;
+    T s, sc;
+    ef_sigmoid_pair(t, ef_exp_nonpos(-at), s, sc);
+    out_gg = ggi * (t > p.threshold ? T(1) : s);
+    out_gz = (((ggi * gri) * (s * sc)) * p.beta) * T(t < p.threshold ? 1 : 0);
+  }
+  // Element k = r * H + c alone (CUDA: one thread per element).
+  EF_HD void element(int64_t k) const { value(z[k], gg[k], grow[k % H], g_g[k], g_z[k]); }
 };
 
 template <typename T>

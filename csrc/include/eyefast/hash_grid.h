@@ -454,6 +454,11 @@ struct HashGridForwardJacobian {
   bool include_x;
   T* jac;          // [N, L*F, 3] or null
   int64_t ones_col = -1;
+  // J's layout: entry (point i, encoding column j, axis k) at jac[i * js_i + j * js_j + k * js_k]. The
+  // default (js_i = 0) is point-major [N, L*F, 3] (the CPU's: a point's Jacobian in one cache line run);
+  // CUDA stores it feature-major (js_i = 1, js_j = 3N, js_k = N: consecutive threads, consecutive points,
+  // consecutive addresses).
+  int64_t js_i = 0, js_j = 3, js_k = 1;
 
   EF_HG_INLINE int features() const { return FS > 0 ? FS : L.n_features; }
   EF_HG_INLINE const T* read_table() const { return table; }
@@ -465,13 +470,16 @@ struct HashGridForwardJacobian {
     }
     if (ones_col >= 0) u[i * stride + ones_col] = T(1);
   }
+  EF_HG_INLINE int64_t jac_at(int64_t i, int64_t j, int k) const {
+    return i * (js_i ? js_i : static_cast<int64_t>(L.n_levels) * features() * 3) + j * js_j + k * js_k;
+  }
   EF_HG_INLINE void zero(int64_t i, int l) const {
     const int F = features();
     T* o = enc_row(i) + l * F;
     for (int f = 0; f < F; ++f) o[f] = T(0);
     if (hash_grid_flag(kJ, jac != nullptr)) {
-      T* jr = jac + (i * static_cast<int64_t>(L.n_levels) * F + l * F) * 3;
-      for (int f = 0; f < 3 * F; ++f) jr[f] = T(0);
+      for (int f = 0; f < F; ++f)
+        for (int k = 0; k < 3; ++k) jac[jac_at(i, static_cast<int64_t>(l) * F + f, k)] = T(0);
     }
   }
   template <int kDense, int kAtomic = -1>  // kAtomic: unused (no scatter)
@@ -502,8 +510,17 @@ struct HashGridForwardJacobian {
     T* o = enc_row(i) + l * F;
     for (int f = 0; f < F; ++f) o[f] = acc[f];
     if (want_j) {
-      T* jr = jac + (i * static_cast<int64_t>(L.n_levels) * F + l * F) * 3;
-      for (int f = 0; f < F; ++f) hash_grid_corner_grad(q, tv[f], jr + 3 * f);
+      if (js_i == 0) {  // point-major: a point's entries are contiguous
+        T* jr = jac + (i * static_cast<int64_t>(L.n_levels) * F + l * F) * 3;
+        for (int f = 0; f < F; ++f) hash_grid_corner_grad(q, tv[f], jr + 3 * f);
+      } else {
+        for (int f = 0; f < F; ++f) {
+          T g[3];
+          hash_grid_corner_grad(q, tv[f], g);
+          const int64_t j = static_cast<int64_t>(l) * F + f;
+          for (int k = 0; k < 3; ++k) jac[jac_at(i, j, k)] = g[k];
+        }
+      }
     }
   }
   EF_HD void operator()(int64_t i) const { hash_grid_point_all_levels(*this, i); }
@@ -591,16 +608,25 @@ struct HashGridJacobianApply {
   int col;
   T* out;        // kT: [N, 3]; else [N, stride]
   int64_t pad_col = -1;
+  // J's layout (see HashGridForwardJacobian): entry (i, j, k) at jac[i * js_i + j * js_j + k * js_k];
+  // js_i = 0: point-major [N, m, 3]
+  int64_t js_i = 0, js_j = 3, js_k = 1;
   EF_HD void operator()(int64_t i) const {
-    const T* J = jac + i * m * 3;
+    if (js_i == 0) apply<3, 1>(i, jac + i * m * 3, 3, 1);  // point-major: constant strides (vectorises)
+    else apply<0, 0>(i, jac + i * js_i, js_j, js_k);
+  }
+  // kSJ, kSK: the strides when known at compile time (0: sj, sk)
+  template <int kSJ, int kSK>
+  EF_HD void apply(int64_t i, const T* J, int64_t sj_rt, int64_t sk_rt) const {
+    const int64_t sj = kSJ ? kSJ : sj_rt, sk = kSK ? kSK : sk_rt;
     if (kT) {
       const T* v = in + i * stride;
       T s0 = T(0), s1 = T(0), s2 = T(0);
       for (int64_t j = 0; j < m; ++j) {
         const T g = v[col + j];
-        s0 += J[3 * j] * g;
-        s1 += J[3 * j + 1] * g;
-        s2 += J[3 * j + 2] * g;
+        s0 += J[sj * j] * g;
+        s1 += J[sj * j + sk] * g;
+        s2 += J[sj * j + 2 * sk] * g;
       }
       if (col == 3) {
         s0 += T(2) * v[0];
@@ -618,7 +644,7 @@ struct HashGridJacobianApply {
         o[1] = T(2) * w1;
         o[2] = T(2) * w2;
       }
-      for (int64_t j = 0; j < m; ++j) o[col + j] = J[3 * j] * w0 + J[3 * j + 1] * w1 + J[3 * j + 2] * w2;
+      for (int64_t j = 0; j < m; ++j) o[col + j] = J[sj * j] * w0 + J[sj * j + sk] * w1 + J[sj * j + 2 * sk] * w2;
       if (pad_col >= 0) o[pad_col] = T(0);
     }
   }

@@ -8,9 +8,6 @@
 //   from density:  sd_j = sigma_j dt_j,  T_j = exp(-sum_{k<j} sd_k),  alpha_j = 1 - exp(-sd_j),
 //                  w_j = T_j alpha_j                                    (nerfacc 0.5 volrend)
 //   from alpha:    T_j = prod_{k<j} (1 - alpha_k),  w_j = T_j alpha_j
-//   per object:    sigma_j = sum_o sigma_jo (scene density), T_j from sigma_j as above,
-//                  w_j = T_j (1 - exp(-sigma_j dt_j)) (scene weight),
-//                  opacity_ro = sum_{j in r} T_j (1 - exp(-sigma_jo dt_j))   (SPEC section 4)
 // Backward passes are reverse scans over the same segment using the saved transmittance:
 //   density: d/dsd_j = (g_alpha_j + g_w_j T_j) e^{-sd_j} - sum_{k>j} (g_T_k + g_w_k alpha_k) T_k
 //   alpha:   d/dalpha_j = T_j (g_w_j - S_j),  S_{j-1} = c_j + (1 - alpha_j) S_j,
@@ -180,83 +177,6 @@ struct WeightFromAlphaBackward {
 
 // Per-object variant: sigmas [M, K] (K objects), see the file comment.
 template <typename T>
-struct WeightPerObjectForward {
-  const int64_t* offsets;  // [n_rays + 1]
-  const T* t_starts;       // [M]
-  const T* t_ends;         // [M]
-  const T* sigmas;         // [M, K]
-  int64_t k;
-  T* weights;              // [M] scene weights
-  T* trans;                // [M]
-  T* opacity;              // [n_rays, K]
-
-  EF_HD void operator()(int64_t r) const {
-    T* op = opacity + r * k;
-    for (int64_t o = 0; o < k; ++o) op[o] = T(0);
-    T s = T(0);
-    for (int64_t j = offsets[r], e = offsets[r + 1]; j < e; ++j) {
-      const T dt = t_ends[j] - t_starts[j];
-      const T tr = ef_exp(-s);
-      T sd = T(0);
-      for (int64_t o = 0; o < k; ++o) {
-        const T sdo = sigmas[j * k + o] * dt;
-        sd += sdo;
-        op[o] += tr * (T(1) - ef_exp(-sdo));
-      }
-      trans[j] = tr;
-      weights[j] = tr * (T(1) - ef_exp(-sd));
-      s += sd;
-    }
-  }
-};
-
-template <typename T>
-struct WeightPerObjectBackward {
-  const int64_t* offsets;  // [n_rays + 1]
-  const T* t_starts;       // [M]
-  const T* t_ends;         // [M]
-  const T* sigmas;         // [M, K]
-  int64_t k;
-  const T* trans;          // [M] saved forward output
-  const T* g_w;            // [M] or null
-  const T* g_t;            // [M] or null
-  const T* g_op;           // [n_rays, K] or null
-  T* g_t_starts;           // [M] or null (with g_t_ends): not wanted
-  T* g_t_ends;             // [M] or null
-  T* g_sigmas;             // [M, K]
-
-  EF_HD void operator()(int64_t r) const {
-    const T* gop = g_op ? g_op + r * k : nullptr;
-    T suffix = T(0);
-    for (int64_t j = offsets[r + 1] - 1, b = offsets[r]; j >= b; --j) {
-      const T dt = t_ends[j] - t_starts[j];
-      const T tr = trans[j];
-      const T gw = g_w ? g_w[j] : T(0);
-      T sd = T(0);
-      for (int64_t o = 0; o < k; ++o) sd += sigmas[j * k + o] * dt;
-      const T e = ef_exp(-sd);
-      T c = (g_t ? g_t[j] : T(0)) + gw * (T(1) - e);
-      T gts = T(0);
-      for (int64_t o = 0; o < k; ++o) {
-        const T sig = sigmas[j * k + o];
-        const T eo = ef_exp(-sig * dt);
-        const T go = gop ? gop[o] : T(0);
-        const T gsd = gw * tr * e + go * tr * eo - suffix;
-        c += go * (T(1) - eo);
-        g_sigmas[j * k + o] = gsd * dt;
-        gts += gsd * sig;
-      }
-      suffix += c * tr;
-      if (g_t_starts) {
-        g_t_starts[j] = -gts;
-        g_t_ends[j] = gts;
-      }
-    }
-  }
-};
-
-// out[r, c] = sum_{j in r} w_j v_jc (v = 1 when values is null, C = 1). Row = r * C + c.
-template <typename T>
 struct AccumulateForward {
   const int64_t* offsets;  // [n_rays + 1]
   const T* weights;        // [M]
@@ -276,6 +196,7 @@ struct AccumulateForward {
 template <typename T>
 struct AccumulateBackward {
   const int64_t* ray_indices;  // [M]
+  int64_t n_rays;
   const T* weights;            // [M]
   const T* values;             // [M, C] or null
   int64_t c;
@@ -284,7 +205,14 @@ struct AccumulateBackward {
   T* g_values;                 // [M, C] or null
 
   EF_HD void operator()(int64_t j) const {
-    const T* g = g_out + ray_indices[j] * c;
+    const int64_t r = ray_indices[j];
+    if (r < 0 || r >= n_rays) {  // a sample of no ray (the forward skips it too): no gradient
+      g_weights[j] = T(0);
+      if (values)
+        for (int64_t ch = 0; ch < c; ++ch) g_values[j * c + ch] = T(0);
+      return;
+    }
+    const T* g = g_out + r * c;
     if (!values) {
       g_weights[j] = g[0];
       return;

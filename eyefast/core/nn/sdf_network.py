@@ -46,8 +46,9 @@ def _saved_shapes(x, table, weights, include_x, need_grad):
     def e():  # an absent tensor: a fresh empty one per slot, as the op returns (outputs do not alias)
         return x.new_empty(0)
 
-    saved = [x.new_empty(n, n_u), x.new_empty(n, m, 3) if need_grad else e(),
-             x.new_empty(n, n_u) if need_grad else e()]
+    # J: [N, L*F, 3]; on CUDA stored feature-major (strides 1, 3N, N), as the op allocates it
+    jac = x.new_empty(m, 3, n).permute(2, 0, 1) if x.device.type == "cuda" else x.new_empty(n, m, 3)
+    saved = [x.new_empty(n, n_u), jac if need_grad else e(), x.new_empty(n, n_u) if need_grad else e()]
     for j in range(len(weights) - 1):
         h = weights[j].shape[0]
         top = j + 2 == len(weights)

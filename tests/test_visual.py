@@ -67,3 +67,40 @@ def test_lights_add_up_and_a_side_light_lights_the_side_facing_it():
     facing = (nrm[:, 0] > 0.5)  # normals towards +x see the light at +x, the others not as much
     away = (nrm[:, 0] < -0.5)
     assert one["rgb"][facing].mean() > 3 * one["rgb"][away].mean()
+
+
+# ------------------------------------------------------------------------------------ labels
+def test_label_writes_only_in_the_corner_and_sheets_tile():
+    from eyefast.core.imaging import heatmap, label, sheet
+
+    img = torch.full((48, 64, 3), 0.3)
+    out = label(img, "albedo")
+    changed = (out != img).any(-1)
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    assert changed.any() and int(ys.max()) < 20 and int(xs.max()) < 48  # a box in the top-left corner
+    assert float(out.max()) > 0.6  # light letters (anti-aliased)
+    assert torch.equal(label(img, ""), img)
+    s = sheet([img] * 5, columns=2)
+    assert s.shape == (3 * 48, 2 * 64, 3) and float(s[96:, 64:].abs().max()) == 0.0  # padded last row
+    h = heatmap(torch.linspace(0, 1, 11)[None], 1.0)[0]
+    assert torch.allclose(h[0], torch.zeros(3)) and torch.allclose(h[-1], torch.ones(3))
+    assert bool((h.sum(-1)[1:] >= h.sum(-1)[:-1]).all())  # brighter with the error
+
+
+def test_training_preview_panels_carry_their_names():
+    from eyefast.evaluation.views import PREVIEW_PANELS, preview_image
+
+    H, W = 64, 64
+    g = torch.Generator().manual_seed(0)
+    r = {"rgb": torch.rand(H, W, 3, generator=g), "normal": torch.rand(H, W, 3, generator=g) * 2 - 1,
+         "opacity": torch.ones(H, W), "diffuse": torch.rand(H, W, 3, generator=g),
+         "spec_rgb": torch.rand(H, W, 3, generator=g), "obj_opacity": torch.rand(H, W, 3, generator=g)}
+    photo = torch.rand(H, W, 3, generator=g)
+    plain = preview_image(r, photo, 2.2, labels=False)
+    named = preview_image(r, photo, 2.2)
+    assert named.shape == plain.shape == (H, 6 * W, 3)
+    diff = (named != plain).any(-1)
+    for k in range(len(PREVIEW_PANELS)):
+        d = diff[:, k * W:(k + 1) * W]
+        assert d[:H // 3].any(), PREVIEW_PANELS[k]  # its name, top-left
+        assert not d[H // 3:].any()  # and nothing else changed

@@ -4,6 +4,7 @@ Commands:
     train      train a head model on a capture (a config.yaml)
     export     export a trained run: meshes, UV textures, eyes, head.glb
     evaluate   render a run's validation views and measure them against the capture
+    render     render a run from any camera under any lights: turntables, videos, strips
     synth      generate the built-in synthetic capture (with ground truth)
     tools      own-data step 1: eye masks, eye landmarks
     bench      run the benchmark suite (from a source checkout)
@@ -24,6 +25,7 @@ COMMANDS = {
     "train": "train a head model on a capture (a config.yaml)",
     "export": "export a trained run: meshes, UV textures, eyes, head.glb",
     "evaluate": "render a run's validation views and measure them against the capture",
+    "render": "render a run from any camera under any lights: turntables, videos, strips",
     "synth": "generate the built-in synthetic capture (with ground truth)",
     "tools": "own-data step 1: eye masks and eye landmarks",
     "bench": "run the benchmark suite (from a source checkout)",

@@ -317,3 +317,38 @@ def test_the_exported_assets_render_like_the_model(analytic_export):
         assert p > EXPORT_PSNR_MIN, (cam.name, p)
         for mode in ("albedo", "normals", "roughness", "specular", "eyes"):
             assert assets.image(b, mode).shape == (64, 64, 3)
+
+
+# ------------------------------------------------------------------------------------ report
+def test_evaluate_writes_a_report_with_pictures_and_curves(tiny_run, capsys):
+    import imageio.v3 as iio
+
+    from eyefast.cli import main
+
+    _, folder = tiny_run
+    assert main(["evaluate", "--run", folder, "--max-views", "1"]) == 0
+    out = capsys.readouterr().out
+    rep = os.path.join(folder, "eval")
+    assert f"report: {os.path.join(rep, 'index.html')}" in out
+    view = np.asarray(iio.imread(os.path.join(rep, "view_00.png")))
+    assert view.shape[1] == 3 * view.shape[0]  # prediction | truth | error, square views enlarged alike
+    assert view.shape[0] >= 192
+    eyes = np.asarray(iio.imread(os.path.join(rep, "eyes_00.png")))
+    assert eyes.shape[0] == 128 and eyes.shape[1] in (256, 512)  # prediction | truth per eye shown
+    page = open(os.path.join(rep, "index.html")).read()
+    for s in ("<h2>Metrics</h2>", "psnr", "view_00.png", "eyes_00.png", "Training curves"):
+        assert s in page, s
+    rj = json.load(open(os.path.join(rep, "report.json")))
+    assert rj["views"][0]["index"] == 0 and "psnr" in rj["metrics"]
+    pytest.importorskip("matplotlib", reason="the curves need matplotlib (eyefast[report])")
+    assert 'src="curves.png"' in page
+    assert np.asarray(iio.imread(os.path.join(rep, "curves.png"))).shape[1] > 600
+    from eyefast.evaluation.report import eye_center_history, read_scalars
+
+    gt = json.load(open(os.path.join(tiny_run[0].cfg.data.meta_path, "gt", "eyes.json")))
+    hist = eye_center_history(folder, gt)
+    assert [s for s, _ in hist] == [2] and 0 <= hist[0][1] < 0.05  # latest.pth, step 2
+    assert "train/psnr" in read_scalars(os.path.join(folder, "scalars.csv"))
+    assert main(["evaluate", "--run", folder, "--max-views", "1", "--no-report", "--json",
+                 os.path.join(folder, "e.json")]) == 0
+    assert "report:" not in capsys.readouterr().out

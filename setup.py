@@ -37,6 +37,9 @@ RUNTIME = [
 EXTRAS = {
     "test": ["pytest", "hypothesis", "build"],
     "bench": ["nerfacc==0.5.3", "matplotlib", "pytest-benchmark"],
+    "view": ["viser==1.1.1"],  # eyefast view, train --view: the browser viewer
+    "video": ["imageio-ffmpeg==0.8.1"],  # eyefast render --out *.mp4 (its wheel ships an ffmpeg binary)
+    "report": ["matplotlib"],  # eyefast evaluate: the training curves of RUN/eval/index.html
 }
 
 

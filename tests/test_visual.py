@@ -114,7 +114,8 @@ def tiny_run(tiny, tmp_path_factory):
 
     ws = tmp_path_factory.mktemp("ws")
     tr = Trainer(tiny_cfg(tiny, ws, "train.max_steps=2"), quiet=True)
-    tr.fit()
+    tr.callback_steps = []
+    tr.fit(callback=lambda t: t.callback_steps.append(t.step))  # the hook of train --view
     return tr, tr.run_dir
 
 
@@ -352,3 +353,137 @@ def test_evaluate_writes_a_report_with_pictures_and_curves(tiny_run, capsys):
     assert main(["evaluate", "--run", folder, "--max-views", "1", "--no-report", "--json",
                  os.path.join(folder, "e.json")]) == 0
     assert "report:" not in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ viewer
+def test_the_training_hook_runs_after_every_step(tiny_run):
+    assert tiny_run[0].callback_steps == [1, 2]
+
+
+def test_eyefast_view_is_callable_as_a_module_attribute():
+    import importlib
+
+    import eyefast
+
+    assert callable(eyefast.view)
+    mod = importlib.import_module("eyefast.view")  # importing the module keeps eyefast.view callable
+    assert callable(mod) and callable(eyefast.view)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chromium() -> str | None:
+    for c in (os.environ.get("CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser")):
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return None
+
+
+def _centre(img):
+    h, w = img.shape[:2]
+    return img[h // 2 - 20:h // 2 + 20, w // 2 - 20:w // 2 + 20, :3].astype(np.float64)
+
+
+def test_the_viewer_shows_the_head_in_headless_chromium_and_the_light_moves(tiny_run, tmp_path):
+    """The viewer (training mode: rendered by the trainer's hook, as train --view; then its own thread, as
+    eyefast view) loaded in headless Chromium: the centre of the page shows the head, not the background,
+    and moving the light through the Python API changes it."""
+    pytest.importorskip("viser", reason="the viewer needs viser (eyefast[view])")
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("Chromium is not installed and could not be: apt-get install -y chromium (.ci/run does)")
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(TOOLS, "node_modules", "playwright-core")):
+        pytest.skip("node or tools/node_modules/playwright-core is missing: run `make tools`")
+    import imageio.v3 as iio
+
+    from eyefast.visual.viewer import Viewer
+
+    tr, _ = tiny_run
+    v = Viewer(tr.as_run(), port=_free_port(), size=64, preview_size=32, training=True, verbose=False)
+    prefix = str(tmp_path / "shot")
+    p = subprocess.Popen([node, os.path.join(TOOLS, "screenshot.js"), v.url, prefix], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "CHROMIUM": chromium})
+
+    def settle(step_hook: bool, timeout=180.0):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if step_hook:
+                v.hook(tr)  # what the trainer calls between steps
+            if v._clients and v.idle():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the viewer did not finish rendering in {timeout} s ({v.renders} images sent)")
+
+    def shot(k):
+        p.stdin.write("shot 1000\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == f"shot {k}", p.stderr.read()
+        return np.asarray(iio.imread(f"{prefix}_{k}.png"))
+
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        assert v.wait_for_clients(1, 60), "the page did not connect to the viewer"
+        settle(True)
+        a = shot(0)
+        background = a[340:380, 20:60, :3].astype(np.float64)  # left edge, mid height: no head, no panel
+        assert np.abs(_centre(a) - background.mean((0, 1))).mean() > 20  # the head, lit by the key light
+        v.set_light(azimuth=100.0, elevation=0.0)  # from the side: the face's front goes dark
+        settle(True)
+        b = shot(1)
+        assert np.abs(_centre(a) - _centre(b)).mean() > 10
+        v.start()  # after training: its own thread renders (eyefast view)
+        v.set_light(flash=True)
+        settle(False)
+        c = shot(2)
+        assert np.abs(_centre(c) - _centre(b)).mean() > 10
+        p.stdin.write("quit\n")
+        p.stdin.flush()
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        v.close()
+
+
+# ------------------------------------------------------------------------------------ glTF validator
+def _validate_gltf(path) -> dict:
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(TOOLS, "node_modules", "gltf-validator")):
+        pytest.skip("node or tools/node_modules/gltf-validator is missing: run `make tools`")
+    r = subprocess.run([node, os.path.join(TOOLS, "gltf_validate.js"), str(path)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _no_issues(report):
+    iss = report["issues"]
+    assert (iss["numErrors"], iss["numWarnings"]) == (0, 0), iss["messages"][:10]
+    assert report["info"]["version"] == "2.0"
+
+
+def test_head_glb_passes_the_khronos_gltf_validator(analytic_export):
+    """docs/export.md: "The file passes the Khronos glTF validator with no errors or warnings"."""
+    _, out = analytic_export
+    rep = _validate_gltf(os.path.join(out, "head.glb"))
+    _no_issues(rep)
+    assert {"KHR_materials_specular", "KHR_materials_ior"} <= set(rep["info"]["extensionsUsed"])
+
+
+def test_the_refractive_head_glb_passes_the_validator_too(tiny_refractive, tmp_path):
+    from eyefast import export
+    from eyefast.training import Trainer
+
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(TOOLS, "node_modules", "gltf-validator")):
+        pytest.skip("node or tools/node_modules/gltf-validator is missing: run `make tools`")
+    tr = Trainer(tiny_cfg(tiny_refractive, tmp_path), quiet=True)
+    tr.model.sdf, tr.model.material = _BumpySphere(), _Smooth()
+    paths = export.export_run(tr.as_run(), str(tmp_path / "export"), uv_size=64, mc_res=48)
+    rep = _validate_gltf(paths["glb"])
+    _no_issues(rep)
+    assert "KHR_materials_transmission" in rep["info"]["extensionsUsed"]  # the clear corneas

@@ -5,6 +5,7 @@ Commands:
     export     export a trained run: meshes, UV textures, eyes, head.glb
     evaluate   render a run's validation views and measure them against the capture
     render     render a run from any camera under any lights: turntables, videos, strips
+    view       look at a run in the browser: orbit it, move the light
     synth      generate the built-in synthetic capture (with ground truth)
     tools      own-data step 1: eye masks, eye landmarks
     bench      run the benchmark suite (from a source checkout)
@@ -26,6 +27,7 @@ COMMANDS = {
     "export": "export a trained run: meshes, UV textures, eyes, head.glb",
     "evaluate": "render a run's validation views and measure them against the capture",
     "render": "render a run from any camera under any lights: turntables, videos, strips",
+    "view": "look at a run in the browser: orbit it, move the light",
     "synth": "generate the built-in synthetic capture (with ground truth)",
     "tools": "own-data step 1: eye masks and eye landmarks",
     "bench": "run the benchmark suite (from a source checkout)",

@@ -354,11 +354,13 @@ class Trainer:
         self.resumed_from = path
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, max_steps: int | None = None, overwrite: bool = False) -> dict:
+    def fit(self, max_steps: int | None = None, overwrite: bool = False, callback=None) -> dict:
         """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics.
 
         A fresh trainer (step 0, nothing loaded) refuses a run folder that already holds a run
-        (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``."""
+        (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``. ``callback(trainer)``,
+        when given, runs on rank 0 after every step, between steps (e.g. the live viewer of
+        ``eyefast train --view``, which renders there); it decides itself how often to do work."""
         cfg = self.cfg
         t = cfg.train
         max_steps = t.max_steps if max_steps is None else max_steps
@@ -396,6 +398,8 @@ class Trainer:
                     gmax = res["grad_norm"] if gmax is None else torch.maximum(gmax, res["grad_norm"])
                 if lead:
                     bar.update(1)
+                    if callback is not None:
+                        callback(self)
                 latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
                 val_now = t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps)
                 vis_now = t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps)

@@ -53,7 +53,8 @@ build: venv
 # (drives the system Chromium to load the viewer); into tools/node_modules (git-ignored).
 tools/node_modules/.stamp: tools/package.json
 	@if command -v npm >/dev/null; then \
-	  npm install --prefix tools --no-audit --no-fund --silent && touch $@; \
+	  npm install --prefix tools --no-audit --no-fund --silent && touch $@ \
+	    || echo "!!!!!!!! npm install failed: the glTF-validator and browser-viewer tests will be SKIPPED !!!!!!!!"; \
 	else \
 	  echo "!!!!!!!! npm not found: the glTF-validator and browser-viewer tests will be SKIPPED (install Node.js) !!!!!!!!"; \
 	fi

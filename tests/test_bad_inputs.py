@@ -1,0 +1,315 @@
+"""Bad inputs (the hardening issue): every expected failure of the ``eyefast`` commands is one line on
+stderr naming the file, key or argument, with exit status 2 (130 for an interrupted training); no bad
+input loses a run, escapes its folder or silently trains on garbage.
+
+``CASES`` is the table: (id, issue item, setup -> argv, expected exit status, expected stderr
+fragment). The library-level items (0/1 masks, the ops on the meta device and at large magnitudes,
+HashGrid's check, the messages of the loaders) follow it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from eyefast.checkpoint import load_checkpoint
+from eyefast.cli import main as eyefast_main
+
+QUIET = ["--device", "cpu", "--quiet", "--set", "train.val_freq=0", "--set", "train.vis_freq=0"]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# --------------------------------------------------------------------------- shared setup
+class Env:
+    """A tiny capture (copied: cases may damage it), its config, a workspace and a 2-step run in it."""
+
+    def __init__(self, root, tiny):
+        self.root = root
+        self.cap = os.path.join(root, "cap")
+        shutil.copytree(tiny, self.cap)
+        self.cfg = os.path.join(self.cap, "config.yaml")
+        self.ws = os.path.join(root, "ws")
+        self.run = os.path.join(self.ws, "synth_tiny")
+        assert eyefast_main(["train", self.cfg, "--workspace", self.ws, "--max-steps", "2", *QUIET]) == 0
+
+    def fresh_ws(self, name):
+        """An empty workspace of its own (a case that trains)."""
+        return os.path.join(self.root, "ws_" + name)
+
+    def train(self, *extra, ws=None):
+        return ["train", self.cfg, "--workspace", ws or self.ws, *QUIET, *extra]
+
+
+@pytest.fixture(scope="module")
+def env(tiny, tmp_path_factory):
+    return Env(str(tmp_path_factory.mktemp("bad")), tiny)
+
+
+def _write_obj(path, verts, uvs, faces):
+    with open(path, "w") as f:
+        np.savetxt(f, verts, fmt="v %.7f %.7f %.7f")
+        np.savetxt(f, uvs, fmt="vt %.7f %.7f")
+        np.savetxt(f, np.repeat(faces + 1, 2, axis=1), fmt="f %d/%d %d/%d %d/%d")
+
+
+def _uv_quad(env):
+    """A UV-mapped quad in front of the tiny capture's face (the whole UV square), for eye-masks."""
+    p = os.path.join(env.root, "quad_uv.obj")
+    if not os.path.isfile(p):
+        v = np.array([[-0.6, -0.6, 0.3], [0.6, -0.6, 0.3], [0.6, 0.6, 0.3], [-0.6, 0.6, 0.3]])
+        uv = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+        _write_obj(p, v, uv, np.array([[0, 1, 2], [0, 2, 3]]))
+    return p
+
+
+def _paint(path, h, w, left=True, scale=255):
+    img = np.zeros((h, w), np.uint8)
+    img[: h // 2, : w // 2] = scale  # a block in one quarter
+    iio.imwrite(path, img)
+    return path
+
+
+def _eye_masks_capture(env, name):
+    """A copy of the capture's cameras with painted UV masks (and the capture's own eye masks)."""
+    d = os.path.join(env.root, name)
+    if not os.path.isdir(d):
+        shutil.copytree(env.cap, d)
+        _paint(os.path.join(d, "diffuse_leye_mask.png"), 64, 64)
+        _paint(os.path.join(d, "diffuse_reye_mask.png"), 64, 64)
+    return d
+
+
+def _landmarks(env, mutate):
+    """A triangulate landmark file for the capture (two views of both eyes), changed by ``mutate``."""
+    from eyefast.data import Capture, synth
+
+    cap = Capture(env.cap, split="all", pixels=False)
+    head = synth.Head(seed=0)
+    lm = {}
+    for i in (0, 3):
+        lm[f"{cap.image_names[i]}.png"] = {"left_eye": cap.project(head.landmarks(0), i).double().tolist(),
+                                           "right_eye": cap.project(head.landmarks(1), i).double().tolist()}
+    mutate(lm)
+    p = os.path.join(env.root, f"lm_{len(os.listdir(env.root))}.json")
+    with open(p, "w") as f:
+        json.dump(lm, f)
+    return p
+
+
+def _ckpt_without(env, key):
+    ck = torch.load(os.path.join(env.run, "latest.pth"), weights_only=True)
+    del ck[key]
+    p = os.path.join(env.root, f"no_{key}.pth")
+    torch.save(ck, p)
+    return p
+
+
+def _file(env, name, text="x"):
+    p = os.path.join(env.root, name)  # (an absolute name stays as it is)
+    with open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+# --------------------------------------------------------------------------- the table
+#: (id, issue item, setup(env) -> argv, exit status, fragment of stderr)
+CASES = [
+    # 1. an existing run is not replaced without --resume or --overwrite
+    ("existing-run", 1, lambda e: e.train(), 2, "already holds a run"),
+    # 4. the run name stays inside the workspace
+    # 5. every numeric key has a range, checked at load, naming the key, the value and the range
+    ("ckpt-no-optimizer", 5, lambda e: e.train("--resume", _ckpt_without(e, "optimizer"), ws=e.fresh_ws("noopt")), 2, "has no 'optimizer' entry"),
+    ("train-device-bogus", 5, lambda e: ["train", e.cfg, "--device", "gpu"], 2, "--device: expected cpu, cuda"),
+    # 7. the tools do not overwrite their inputs, and check sizes and ranges
+    # 9. unclear messages
+    ("ckpt-empty", 9, lambda e: e.train("--resume", _file(e, "empty.pth", ""), ws=e.fresh_ws("empty")), 2, "is empty (0 bytes)"),
+    ("ckpt-garbage", 9, lambda e: e.train("--resume", _file(e, "garbage.pth", "not a checkpoint"), ws=e.fresh_ws("garbage")), 2, "cannot be read"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_a_status(env, case, capsys):
+    cid, _item, setup, code, fragment = case
+    if cid == "synth-out-is-a-capture":
+        shutil.copytree(env.cap, os.path.join(env.root, "cap_noGT"), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("gt"))
+    argv = setup(env)
+    before = sorted(os.listdir(env.run))
+    scalars = _read(os.path.join(env.run, "scalars.csv"))
+    assert eyefast_main(argv) == code, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert fragment in err, err
+    errors = [ln for ln in err.splitlines() if ": error: " in ln]
+    assert "Traceback" not in err and len(errors) == 1 and fragment in errors[0], err  # the error is one line
+    # the run in the workspace is untouched by every bad command
+    assert sorted(os.listdir(env.run)) == before
+    assert _read(os.path.join(env.run, "scalars.csv")) == scalars
+    assert load_checkpoint(os.path.join(env.run, "latest.pth"))["step"] == 2
+
+
+# --------------------------------------------------------------------------- 2. the lock
+def _holder(run_dir):
+    """A process holding the run folder's lock, until killed."""
+    code = ("import sys, time; from eyefast.training.run_folder import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code, run_dir], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def test_a_second_training_into_a_locked_run_is_refused(env, capsys):
+    holder = _holder(env.run)
+    try:
+        assert eyefast_main(env.train("--resume", "--max-steps", "3")) == 2
+        err = capsys.readouterr().err
+        assert f"run folder '{env.run}' is in use by another training (PID {holder.pid}" in err
+        assert load_checkpoint(os.path.join(env.run, "latest.pth"))["step"] == 2  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without removing its lock file: the next training takes it over, with a note
+    lock = os.path.join(env.run, "train.lock")
+    assert os.path.isfile(lock) and _read(lock).split()[0] == str(holder.pid)
+    ws2 = env.fresh_ws("stale")
+    shutil.copytree(env.run, os.path.join(ws2, "synth_tiny"))
+    assert eyefast_main(env.train("--resume", "--max-steps", "3", "--set", "train.save_freq=0", ws=ws2)) == 0
+    assert f"taking over the stale lock of PID {holder.pid}" in capsys.readouterr().err
+    assert not os.path.exists(os.path.join(ws2, "synth_tiny", "train.lock"))  # released at the end
+    assert load_checkpoint(os.path.join(ws2, "synth_tiny", "latest.pth"))["step"] == 3
+
+
+def test_two_concurrent_trainings_one_wins(env):
+    """Two real `eyefast train` processes into one new run: one trains, the other exits 2 naming the holder."""
+    ws = env.fresh_ws("race")
+    cmd = [sys.executable, "-m", "eyefast", "train", env.cfg, "--workspace", ws, *QUIET, "--max-steps", "30",
+           "--set", "renderer.max_num_ray=256"]
+    e = {**os.environ, "PYTHONPATH": REPO}
+    a = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=e)
+    lock = os.path.join(ws, "synth_tiny", "train.lock")
+    t0 = time.time()
+    while not os.path.isfile(lock) and a.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.05)
+    b = subprocess.run(cmd, check=False, stderr=subprocess.PIPE, text=True, env=e, timeout=300)
+    a_err = a.communicate(timeout=600)[1]
+    assert a.returncode == 0, a_err
+    assert b.returncode == 2 and f"(PID {a.pid}" in b.stderr, b.stderr
+    rows = _read(os.path.join(ws, "synth_tiny", "scalars.csv")).splitlines()
+    steps = [int(r.split(",")[0]) for r in rows[1:]]
+    assert steps == sorted(steps)  # one writer
+
+
+# --------------------------------------------------------------------------- 3. 0/1 masks
+# --------------------------------------------------------------------------- 6. exit codes, leftovers
+def test_ctrl_c_saves_latest_and_exits_130(env, monkeypatch, capsys):
+    from eyefast.training.trainer import Trainer
+
+    ws = env.fresh_ws("ctrlc")
+    orig = Trainer.step_async
+
+    def step(self):
+        r = orig(self)
+        if self.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return r
+
+    monkeypatch.setattr(Trainer, "step_async", step)
+    assert eyefast_main(env.train("--max-steps", "50", ws=ws)) == 130
+    assert "interrupted at step 3" in capsys.readouterr().err
+    assert load_checkpoint(os.path.join(ws, "synth_tiny", "latest.pth"))["step"] == 3
+    # `train && export` stops: a second Ctrl-C (or one outside the loop) is 130 too, without a traceback
+    monkeypatch.setattr(Trainer, "fit", lambda self, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert eyefast_main(env.train("--resume", ws=ws)) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_non_finite_loss_without_a_checkpoint_says_so(env, monkeypatch, capsys):
+    from eyefast.training.trainer import Trainer
+
+    def fit(self, **k):
+        raise FloatingPointError("step 1: the loss is not finite")
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    assert eyefast_main(env.train(ws=env.fresh_ws("nan"))) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint was saved" in err and "--resume" not in err
+    assert eyefast_main(env.train("--resume", ws=os.path.dirname(env.run))) == 2  # a run with latest.pth
+    assert f"{os.path.join(env.run, 'latest.pth')}: continue it with --resume" in capsys.readouterr().err
+
+
+def test_leftover_temporaries_are_removed_at_the_next_start(env, capsys):
+    ws = env.fresh_ws("tmp")
+    run = os.path.join(ws, "synth_tiny")
+    shutil.copytree(env.run, run)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    os.makedirs(os.path.join(run, "checkpoints"), exist_ok=True)
+    stale = [os.path.join(run, f".latest.pth.tmp{dead.pid}"),
+             os.path.join(run, "checkpoints", f".step_000100.pth.tmp{dead.pid}")]
+    alive = os.path.join(run, f".latest.pth.tmp{os.getppid()}")  # a running process's: kept
+    for p in stale + [alive]:
+        _file(env, p, "partial")
+    assert eyefast_main(env.train("--resume", "--max-steps", "3", ws=ws)) == 0
+    assert not any(os.path.exists(p) for p in stale) and os.path.exists(alive)
+    assert "removed 2 unfinished checkpoint file(s)" in capsys.readouterr().err
+
+
+def test_max_steps_below_one_is_refused_by_fit(env):
+    from eyefast.data import config as config_mod
+    from eyefast.training.trainer import Trainer
+
+    cfg = config_mod.load(env.cfg, ["device=cpu", f"workspace={json.dumps(env.fresh_ws('fit'))}"])
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 1"):
+        Trainer(cfg, quiet=True).fit(max_steps=-5)
+
+
+# --------------------------------------------------------------------------- 7. more tools, paths
+# --------------------------------------------------------------------------- 8. the ops
+def _op_calls():
+    """(name, call(device_of_arg_k) ) for every op: its arguments on CPU except argument k on meta."""
+    from eyefast import ops
+    from eyefast.core.eyes import pack_eyes
+    from eyefast.core.nn import HashGrid, sh_encode, softplus
+
+    o = torch.zeros(4, 3)
+    d = torch.tensor([[0.0, 0.0, 1.0]]).repeat(4, 1)
+    c, r = torch.tensor([[0.0, 0.0, 3.0]]), torch.ones(1)
+    eyes = pack_eyes(c, r, torch.tensor([[0.0, 0.3, -1.0]]))
+    hg = HashGrid(n_levels=2, log2_hashmap_size=8)
+    table = hg.params.detach()
+    clip = torch.tensor([[-0.5, -0.5, 0.0, 1.0], [0.5, -0.5, 0.0, 1.0], [0.0, 0.5, 0.0, 1.0]])
+    faces = torch.tensor([[0, 1, 2]])
+    return {
+        "ray_sphere_intersect": ((o, d, c, r), lambda *a: ops.ray_sphere_intersect(*a)),
+        "refract": ((d, -d, torch.tensor(0.75)), lambda *a: ops.refract(*a)),
+        "trace_eyes": ((o, d, eyes), lambda *a: ops.trace_eyes(*a)),
+        "hash_grid_encode": ((o + 0.5, table), lambda x, t: torch.ops.eyefast.hash_grid_encode(x, t, hg.scales, 2, False)),
+        "sh_encode": ((d,), lambda x: sh_encode(x, 4)),
+        "softplus": ((o,), lambda z: softplus(z, 10.0)),
+        "rasterize": ((clip, faces), lambda v, f: ops.rasterize(v, f, 4, 4)),
+        "interpolate": ((torch.ones(3, 2), faces, torch.zeros(2, 2, dtype=torch.int32), torch.full((2, 2, 3), 1 / 3)),
+                        lambda *a: ops.interpolate(*a)),
+    }
+
+
+OPS = ["ray_sphere_intersect", "refract", "trace_eyes", "hash_grid_encode", "sh_encode", "softplus", "rasterize",
+       "interpolate"]
+
+
+# --------------------------------------------------------------------------- 9. messages of the loaders

@@ -133,9 +133,28 @@ CASES = [
     # 1. an existing run is not replaced without --resume or --overwrite
     ("existing-run", 1, lambda e: e.train(), 2, "already holds a run"),
     # 4. the run name stays inside the workspace
+    ("name-parent", 4, lambda e: e.train("--set", "name=../../escape"), 2, "config key 'name'"),
+    ("name-absolute", 4, lambda e: e.train("--set", f"name={e.root}/abs"), 2, "config key 'name'"),
+    ("name-separator", 4, lambda e: e.train("--set", "name=a/b"), 2, "not a plain run name"),
     # 5. every numeric key has a range, checked at load, naming the key, the value and the range
+    ("gamma-zero", 5, lambda e: e.train("--set", "light.gamma=0"), 2, "'light.gamma': 0 is out of range: the value must be > 0 and <= 10"),
+    ("gamma-negative", 5, lambda e: e.train("--set", "light.gamma=-2.2"), 2, "'light.gamma': -2.2 is out of range"),
+    ("beta-zero", 5, lambda e: e.train("--set", "data.beta=0"), 2, "'data.beta': 0 is out of range: the value must be > 0"),
+    ("geo-feat-negative", 5, lambda e: e.train("--set", "network.geo_feat_dim=-1"), 2, "'network.geo_feat_dim': -1 is out of range: the value must be >= 1 and <= 256"),
+    ("seed-overflow", 5, lambda e: e.train("--set", f"train.seed={2 ** 70}"), 2, "'train.seed'"),
+    ("max-steps-negative", 5, lambda e: e.train("--max-steps", "-5", "--resume"), 2, "'train.max_steps': -5 is out of range: the value must be >= 1"),
+    ("intensity-negative", 5, lambda e: e.train("--set", "light.intensity=-20"), 2, "'light.intensity'"),
+    ("color-negative", 5, lambda e: e.train("--set", "light.color=[1, -1, 1]"), 2, "'light.color': [1, -1, 1] is out of range: every value must be >= 0"),
+    ("grid-resolution-1", 5, lambda e: e.train("--set", "renderer.grid_resolution=1"), 2, "'renderer.grid_resolution': 1 is out of range"),
+    ("dilate-even", 5, lambda e: e.train("--set", "data.dilate_ks=4"), 2, "'data.dilate_ks': 4 is out of range: the value must be >= 0 and <= 255, 0 (off) or odd"),
+    ("loss-weight-negative", 5, lambda e: e.train("--set", "loss.w_l1=-1"), 2, "'loss.w_l1': -1 is out of range"),
+    ("milestone-negative", 5, lambda e: e.train("--set", "train.milestones=[-3]"), 2, "'train.milestones'"),
+    ("lr-huge-int", 5, lambda e: e.train("--set", f"train.lr={10 ** 400}"), 2, "'train.lr': expected a finite number"),
+    ("center-nan", 5, lambda e: e.train("--set", "data.eyeball_left_center=[.nan, 0, 0]"), 2, "'data.eyeball_left_center'"),
     ("ckpt-no-optimizer", 5, lambda e: e.train("--resume", _ckpt_without(e, "optimizer"), ws=e.fresh_ws("noopt")), 2, "has no 'optimizer' entry"),
     ("train-device-bogus", 5, lambda e: ["train", e.cfg, "--device", "gpu"], 2, "--device: expected cpu, cuda"),
+    ("config-device-gpu", 9, lambda e: ["train", _file(e, "gpu.yaml", f"device: gpu\ndata: {{meta_path: {e.cap}}}\n"), "--quiet"],
+     2, "config key 'device': expected auto, cpu, cuda, cuda:N or a CUDA index N, got 'gpu'"),
     # 7. the tools do not overwrite their inputs, and check sizes and ranges
     # 9. unclear messages
     ("ckpt-empty", 9, lambda e: e.train("--resume", _file(e, "empty.pth", ""), ws=e.fresh_ws("empty")), 2, "is empty (0 bytes)"),
@@ -161,6 +180,23 @@ def test_bad_input_is_one_line_and_a_status(env, case, capsys):
     assert sorted(os.listdir(env.run)) == before
     assert _read(os.path.join(env.run, "scalars.csv")) == scalars
     assert load_checkpoint(os.path.join(env.run, "latest.pth"))["step"] == 2
+
+
+def test_every_numeric_config_key_has_a_range(env):
+    from eyefast.data import config as C
+
+    numeric = {C._full(sec, k) for sec, keys in C.SCHEMA.items() for k, (kind, _) in keys.items()
+               if kind in ("int", "float", "vec3", "ldm", "int_list")}
+    assert numeric == set(C.RANGES)
+    for key, rng in C.RANGES.items():  # every default lies in its range
+        sec, _, k = key.rpartition(".")
+        default = C.SCHEMA[sec][k][1]
+        values = default if isinstance(default, list) else [default]
+        assert all(v in rng for v in np.ravel(values).tolist()) if default is not None else True, key
+    # the edges of a range load: the smallest occupancy grid, dilation off, the largest seed
+    cfg = C.load(env.cfg, ["renderer.grid_resolution=8", "data.dilate_ks=0", "data.dilate_ks=1",
+                           f"train.seed={2 ** 32 - 1}", "light.gamma=10", "loss.w_l1=0"])
+    assert cfg.renderer.grid_resolution == 8 and cfg.train.seed == 2 ** 32 - 1
 
 
 # --------------------------------------------------------------------------- 2. the lock

@@ -152,7 +152,14 @@ CASES = [
     ("lr-huge-int", 5, lambda e: e.train("--set", f"train.lr={10 ** 400}"), 2, "'train.lr': expected a finite number"),
     ("center-nan", 5, lambda e: e.train("--set", "data.eyeball_left_center=[.nan, 0, 0]"), 2, "'data.eyeball_left_center'"),
     ("ckpt-no-optimizer", 5, lambda e: e.train("--resume", _ckpt_without(e, "optimizer"), ws=e.fresh_ws("noopt")), 2, "has no 'optimizer' entry"),
+    ("export-out-is-file", 5, lambda e: ["export", "--run", e.run, "--out", _file(e, "out.txt")], 2, "--out"),
+    ("export-uv-size", 5, lambda e: ["export", "--run", e.run, "--uv-size", "0"], 2, "--uv-size must be >= 16"),
+    ("synth-out-is-file", 5, lambda e: ["synth", _file(e, "synth.txt"), "--preset", "tiny"], 2, "is a file, not a folder"),
+    ("synth-out-is-a-capture", 5, lambda e: ["synth", os.path.join(e.root, "cap_noGT"), "--preset", "tiny"], 2, "not a synthetic capture"),
+    ("synth-resolution-negative", 5, lambda e: ["synth", os.path.join(e.root, "s1"), "--resolution", "-5"], 2, "--resolution"),
+    ("synth-views-zero", 5, lambda e: ["synth", os.path.join(e.root, "s2"), "--views", "0"], 2, "--views must be 1 to"),
     ("train-device-bogus", 5, lambda e: ["train", e.cfg, "--device", "gpu"], 2, "--device: expected cpu, cuda"),
+    ("evaluate-device-bogus", 5, lambda e: ["evaluate", "--run", e.run, "--device", "tpu"], 2, "--device"),
     ("config-device-gpu", 9, lambda e: ["train", _file(e, "gpu.yaml", f"device: gpu\ndata: {{meta_path: {e.cap}}}\n"), "--quiet"],
      2, "config key 'device': expected auto, cpu, cuda, cuda:N or a CUDA index N, got 'gpu'"),
     # 7. the tools do not overwrite their inputs, and check sizes and ranges
@@ -316,6 +323,20 @@ def test_max_steps_below_one_is_refused_by_fit(env):
 
 
 # --------------------------------------------------------------------------- 7. more tools, paths
+def test_paths_with_colon_space_survive_the_overrides(env, tmp_path):
+    ws = str(tmp_path / "runs: a")
+    assert eyefast_main(env.train("--max-steps", "1", ws=ws)) == 0
+    run = os.path.join(ws, "synth_tiny")
+    from eyefast.run import Run
+
+    r = Run.load(run, capture=env.cap, device="cpu")
+    assert r.cfg.workspace == ws and r.step == 1
+    out = str(tmp_path / "exp: b")
+    assert eyefast_main(["export", "--run", run, "--out", out, "--mc-res", "32", "--uv-size", "64", "--no-glb",
+                         "--quiet"]) == 0
+    assert os.path.isfile(os.path.join(out, "mesh_uv.obj"))
+
+
 # --------------------------------------------------------------------------- 8. the ops
 def _op_calls():
     """(name, call(device_of_arg_k) ) for every op: its arguments on CPU except argument k on meta."""

@@ -23,8 +23,10 @@ def _size(text: str):
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
         parts = []
-    if len(parts) not in (1, 2) or min(parts) < 4:
-        raise argparse.ArgumentTypeError(f"expected a size R or WxH of at least 4 pixels, got {text!r}")
+    from ..data.synth import MAX_RESOLUTION
+
+    if len(parts) not in (1, 2) or min(parts) < 4 or max(parts) > MAX_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"expected a size R or WxH of 4 to {MAX_RESOLUTION} pixels, got {text!r}")
     return parts[0] if len(parts) == 1 else tuple(parts)
 
 
@@ -44,12 +46,24 @@ def build_parser(prog: str = PROG):
 
 def main(argv=None, prog: str = PROG) -> int:
     a = build_parser(prog).parse_args(argv)
-    from ..data.synth import generate
+    import os
 
+    from ..data.synth import MAX_VIEWS, generate
+
+    if a.views is not None and not 1 <= a.views <= MAX_VIEWS:
+        return fail(prog, f"--views must be 1 to {MAX_VIEWS}, got {a.views}")
+    if os.path.exists(a.out) and not os.path.isdir(a.out):
+        return fail(prog, f"OUT '{a.out}' is a file, not a folder: give a new or empty folder")
+    if os.path.isdir(a.out) and os.listdir(a.out) and not os.path.isdir(os.path.join(a.out, "gt")):
+        return fail(prog, f"OUT '{a.out}' holds files and is not a synthetic capture (no gt/): give a new or "
+                          "empty folder (synth would overwrite its images, masks and transforms.json)")
     try:
         res = generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive)
     except (ValueError, OSError) as e:
         return fail(prog, e)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; {a.out} is incomplete", file=__import__("sys").stderr)
+        return 130
     size = res["resolution"] if isinstance(res["resolution"], str) else f"{res['resolution']}x{res['resolution']}"
     print(f"{res['views']} views at {size} -> {res['out']} in {res['seconds']:.1f} s "
           f"(face mesh {res['face_vertices']} vertices, foreground {res['foreground']:.0%}); "

@@ -537,6 +537,11 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
     }
 
 
+#: the largest capture :func:`generate` makes (it renders every view in memory at once)
+MAX_VIEWS = 1000
+MAX_RESOLUTION = 2048
+
+
 def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive=False) -> dict:
     """Write a synthetic capture to folder ``out``; returns a summary dict.
 
@@ -550,12 +555,13 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     pr = PRESETS[preset]
-    V = int(views or pr["views"])
+    V = int(views if views is not None else pr["views"])
     res_ = resolution or pr["resolution"]
     W, H = (int(res_[0]), int(res_[1])) if isinstance(res_, (tuple, list)) else (int(res_), int(res_))
     R = min(W, H)
-    if V < 1 or R < 4:
-        raise ValueError(f"need views >= 1 and a resolution >= 4, got {V} views and {W}x{H}")
+    if not (1 <= V <= MAX_VIEWS and 4 <= R and max(W, H) <= MAX_RESOLUTION):
+        raise ValueError(f"need 1 to {MAX_VIEWS} views and a resolution of 4 to {MAX_RESOLUTION} pixels per side, "
+                         f"got {V} views and {W}x{H}")
     t0 = time.time()
     head = Head(refractive=refractive, seed=seed)
     # landmarks must lie on the exposed globe (outside the skin)

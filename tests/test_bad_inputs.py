@@ -259,6 +259,24 @@ def test_two_concurrent_trainings_one_wins(env):
 
 
 # --------------------------------------------------------------------------- 3. 0/1 masks
+def test_masks_stored_as_0_1_are_read_as_0_255_with_one_warning(env, tmp_path):
+    from eyefast.data import Capture
+
+    cap01 = tmp_path / "cap01"
+    shutil.copytree(env.cap, cap01)
+    for f in os.listdir(cap01 / "mask"):
+        m = iio.imread(cap01 / "mask" / f)
+        iio.imwrite(cap01 / "mask" / f, (m > 127).astype(np.uint8))  # 0/1
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = Capture(cap01, split="all")
+    notes = [str(x.message) for x in w if "0/1" in str(x.message)]
+    assert len(notes) == 1 and str(cap01 / "mask") in notes[0]
+    want = Capture(env.cap, split="all")
+    assert torch.equal(got.masks["mask"], (want.masks["mask"] > 127).to(torch.uint8) * 255)
+    assert int(got.masks["mask"].max()) == 255
+
+
 # --------------------------------------------------------------------------- 6. exit codes, leftovers
 def test_ctrl_c_saves_latest_and_exits_130(env, monkeypatch, capsys):
     from eyefast.training.trainer import Trainer
@@ -370,3 +388,21 @@ OPS = ["ray_sphere_intersect", "refract", "trace_eyes", "hash_grid_encode", "sh_
 
 
 # --------------------------------------------------------------------------- 9. messages of the loaders
+def test_loader_messages(env, tmp_path):
+    from eyefast.data import Capture
+    from eyefast.data.capture import CaptureError
+
+    cap = tmp_path / "cap"
+    shutil.copytree(env.cap, cap)
+    img = cap / "image" / "00001.png"
+    img.write_bytes(img.read_bytes()[:40])  # truncated
+    with pytest.raises(CaptureError) as e:
+        Capture(cap, split="all")
+    assert str(img) in str(e.value) and "pip install" not in str(e.value)
+    cap2 = tmp_path / "cap2"
+    shutil.copytree(env.cap, cap2)
+    meta = json.loads((cap2 / "transforms.json").read_text())
+    meta["w"] = 1e6
+    (cap2 / "transforms.json").write_text(json.dumps(meta))
+    with pytest.raises(CaptureError, match="key 'w' .* must be an integer from 1 to 16384, got 1000000.0"):
+        Capture(cap2, split="all")

@@ -158,11 +158,38 @@ CASES = [
     ("synth-out-is-a-capture", 5, lambda e: ["synth", os.path.join(e.root, "cap_noGT"), "--preset", "tiny"], 2, "not a synthetic capture"),
     ("synth-resolution-negative", 5, lambda e: ["synth", os.path.join(e.root, "s1"), "--resolution", "-5"], 2, "--resolution"),
     ("synth-views-zero", 5, lambda e: ["synth", os.path.join(e.root, "s2"), "--views", "0"], 2, "--views must be 1 to"),
+    ("tools-device-bogus", 5, lambda e: ["tools", "eye-masks", "--capture", _eye_masks_capture(e, "em_dev"), "--mesh-uv",
+                                          _uv_quad(e), "--out", os.path.join(e.root, "em_dev_out"), "--device", "bogus"], 2, "--device"),
     ("train-device-bogus", 5, lambda e: ["train", e.cfg, "--device", "gpu"], 2, "--device: expected cpu, cuda"),
     ("evaluate-device-bogus", 5, lambda e: ["evaluate", "--run", e.run, "--device", "tpu"], 2, "--device"),
     ("config-device-gpu", 9, lambda e: ["train", _file(e, "gpu.yaml", f"device: gpu\ndata: {{meta_path: {e.cap}}}\n"), "--quiet"],
      2, "config key 'device': expected auto, cpu, cuda, cuda:N or a CUDA index N, got 'gpu'"),
     # 7. the tools do not overwrite their inputs, and check sizes and ranges
+    ("eye-masks-existing", 7, lambda e: ["tools", "eye-masks", "--capture", _eye_masks_capture(e, "em_exist"), "--mesh-uv", _uv_quad(e)],
+     2, "leye_mask' already holds"),
+    ("eye-masks-aspect", 7, lambda e: ["tools", "eye-masks", "--capture", e.cap, "--mesh-uv", _uv_quad(e), "--out", os.path.join(e.root, "o1"),
+                                        "--left-mask", _paint(os.path.join(e.root, "wide.png"), 64, 256),
+                                        "--right-mask", _paint(os.path.join(e.root, "sq.png"), 64, 64)], 2, "is 256x64 (w x h), but the UV map is square"),
+    ("eye-masks-tiny", 7, lambda e: ["tools", "eye-masks", "--capture", e.cap, "--mesh-uv", _uv_quad(e), "--out", os.path.join(e.root, "o2"),
+                                      "--left-mask", _paint(os.path.join(e.root, "tiny.png"), 4, 4),
+                                      "--right-mask", _paint(os.path.join(e.root, "sq.png"), 64, 64)], 2, "too small"),
+    ("eye-masks-black", 7, lambda e: ["tools", "eye-masks", "--capture", e.cap, "--mesh-uv", _uv_quad(e), "--out", os.path.join(e.root, "o3"),
+                                       "--left-mask", _paint(os.path.join(e.root, "black.png"), 64, 64, scale=0),
+                                       "--right-mask", _paint(os.path.join(e.root, "sq.png"), 64, 64)], 2, "has no white texel"),
+    ("triangulate-outside", 7, lambda e: ["tools", "triangulate", "--capture", e.cap, "--landmarks",
+                                           _landmarks(e, lambda lm: lm["00000.png"]["left_eye"][1].__setitem__(0, 500.0))],
+     2, "'00000.png' left_eye point 1 (500, "),
+    ("triangulate-normalised", 7, lambda e: ["tools", "triangulate", "--capture", e.cap, "--landmarks",
+                                              _landmarks(e, lambda lm: lm["00003.png"].__setitem__("right_eye", [[-0.9, 0.5]] * 4))],
+     2, "lies outside the 32x32 image"),
+    ("triangulate-same-eyes", 7, lambda e: ["tools", "triangulate", "--capture", e.cap, "--landmarks",
+                                             _landmarks(e, lambda lm: [v.__setitem__("right_eye", v["left_eye"]) for v in lm.values()])],
+     2, "gives the same points for left_eye and right_eye"),
+    ("triangulate-misspelt-key", 7, lambda e: ["tools", "triangulate", "--capture", e.cap, "--landmarks",
+                                                _landmarks(e, lambda lm: lm["00003.png"].__setitem__("rigth_eye", lm["00003.png"].pop("right_eye")))],
+     2, "unknown key(s) 'rigth_eye'"),
+    ("uv-landmarks-tolerance", 7, lambda e: ["tools", "uv-landmarks", "--image", "x.png", "--coord-map", "c.npy", "--tolerance", "300"],
+     2, "--tolerance must be 0 to 255"),
     # 9. unclear messages
     ("ckpt-empty", 9, lambda e: e.train("--resume", _file(e, "empty.pth", ""), ws=e.fresh_ws("empty")), 2, "is empty (0 bytes)"),
     ("ckpt-garbage", 9, lambda e: e.train("--resume", _file(e, "garbage.pth", "not a checkpoint"), ws=e.fresh_ws("garbage")), 2, "cannot be read"),
@@ -187,6 +214,10 @@ def test_bad_input_is_one_line_and_a_status(env, case, capsys):
     assert sorted(os.listdir(env.run)) == before
     assert _read(os.path.join(env.run, "scalars.csv")) == scalars
     assert load_checkpoint(os.path.join(env.run, "latest.pth"))["step"] == 2
+
+
+def test_the_table_covers_every_item():
+    assert {c[1] for c in CASES} >= {1, 4, 5, 7, 9}  # 2, 3, 6, 8 (and more of 7, 9) below
 
 
 def test_every_numeric_config_key_has_a_range(env):
@@ -277,6 +308,14 @@ def test_masks_stored_as_0_1_are_read_as_0_255_with_one_warning(env, tmp_path):
     assert int(got.masks["mask"].max()) == 255
 
 
+def test_painted_uv_masks_stored_as_0_1_work(env, tmp_path):
+    cap = _eye_masks_capture(env, "em_01")
+    _paint(os.path.join(cap, "diffuse_leye_mask.png"), 64, 64, scale=1)
+    out = tmp_path / "masks"
+    assert eyefast_main(["tools", "eye-masks", "--capture", cap, "--mesh-uv", _uv_quad(env), "--out", str(out)]) == 0
+    assert any(iio.imread(out / "leye_mask" / f).max() == 255 for f in os.listdir(out / "leye_mask"))
+
+
 # --------------------------------------------------------------------------- 6. exit codes, leftovers
 def test_ctrl_c_saves_latest_and_exits_130(env, monkeypatch, capsys):
     from eyefast.training.trainer import Trainer
@@ -341,6 +380,30 @@ def test_max_steps_below_one_is_refused_by_fit(env):
 
 
 # --------------------------------------------------------------------------- 7. more tools, paths
+def test_eye_masks_overwrite_and_out(env):
+    cap = _eye_masks_capture(env, "em_over")
+    before = {f: iio.imread(os.path.join(cap, "leye_mask", f)) for f in os.listdir(os.path.join(cap, "leye_mask"))}
+    assert eyefast_main(["tools", "eye-masks", "--capture", cap, "--mesh-uv", _uv_quad(env)]) == 2
+    assert all(np.array_equal(iio.imread(os.path.join(cap, "leye_mask", f)), m) for f, m in before.items())
+    assert eyefast_main(["tools", "eye-masks", "--capture", cap, "--mesh-uv", _uv_quad(env), "--overwrite"]) == 0
+    assert any(not np.array_equal(iio.imread(os.path.join(cap, "leye_mask", f)), m) for f, m in before.items())
+
+
+def test_uv_landmarks_json_into_a_missing_folder(tmp_path, capsys):
+    H, W = 48, 64
+    rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    coord = np.stack([(cols + 0.5 - W / 2) / W * 0.4, (H / 2 - rows - 0.5) / H * 0.2, np.full((H, W), 0.3)], -1)
+    np.save(tmp_path / "coord.npy", coord.astype(np.float32))
+    img = np.full((H, W, 3), 90, np.uint8)
+    for r, c in [(10, 5), (10, 12), (20, 5), (20, 12), (10, 45), (10, 52), (20, 45), (20, 52)]:
+        img[r, c] = (0, 255, 0)
+    iio.imwrite(tmp_path / "painted.png", img)
+    out = tmp_path / "new" / "folder" / "ldm.json"
+    assert eyefast_main(["tools", "uv-landmarks", "--image", str(tmp_path / "painted.png"), "--coord-map",
+                         str(tmp_path / "coord.npy"), "--json", str(out)]) == 0
+    assert set(json.loads(out.read_text())) == {"left_eye_ldm", "right_eye_ldm"}
+
+
 def test_paths_with_colon_space_survive_the_overrides(env, tmp_path):
     ws = str(tmp_path / "runs: a")
     assert eyefast_main(env.train("--max-steps", "1", ws=ws)) == 0

@@ -450,6 +450,34 @@ OPS = ["ray_sphere_intersect", "refract", "trace_eyes", "hash_grid_encode", "sh_
        "interpolate"]
 
 
+@pytest.mark.parametrize("op", OPS)
+def test_an_argument_on_the_meta_device(op):
+    args, call = _op_calls()[op]
+    # all on meta: meta results of the real op's shapes
+    real = call(*args)
+    meta = call(*[a.to("meta") for a in args])
+    for x, y in zip(real if isinstance(real, tuple) else (real,), meta if isinstance(meta, tuple) else (meta,)):
+        assert y.device.type == "meta" and y.shape == x.shape and y.dtype == x.dtype
+    # one on meta, the rest on the CPU: an error naming the argument, not uninitialised CPU memory
+    if len(args) > 1:
+        for k in range(len(args)):
+            mixed = [a.to("meta") if j == k else a for j, a in enumerate(args)]
+            with pytest.raises(RuntimeError, match=f"eyefast.{op}: .* must be on .*(all tensor arguments must be on one device)"):
+                call(*mixed)
+
+
+def test_fake_kernels_check_devices_under_fake_tensors():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from eyefast import ops
+
+    with FakeTensorMode() as mode:
+        o = mode.from_tensor(torch.zeros(4, 3))
+        c = mode.from_tensor(torch.zeros(1, 3, device="meta"))
+        with pytest.raises(RuntimeError, match="centers must be on cpu like origins"):
+            ops.ray_sphere_intersect(o, o, c, torch.ones(1))
+
+
 # --------------------------------------------------------------------------- 9. messages of the loaders
 def test_loader_messages(env, tmp_path):
     from eyefast.data import Capture

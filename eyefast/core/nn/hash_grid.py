@@ -15,6 +15,7 @@ import math
 import torch
 
 from .. import _ext
+from .._fake import register_fake
 from ..hash_layout import level_layout, level_scales
 
 _ext.load()
@@ -35,7 +36,7 @@ def hash_grid_encode(x: torch.Tensor, table: torch.Tensor, scales, n_active: int
 
 
 # ---- fake (meta) implementations, for torch.compile -------------------------------------------
-@torch.library.register_fake("eyefast::hash_grid_encode")
+@register_fake("eyefast::hash_grid_encode")
 def _encode_fake(x, table, scales, n_active, smoothstep):
     torch._check(x.dim() == 2 and x.shape[1] == 3, lambda: "x must have shape [N, 3]")
     torch._check(table.dim() == 3, lambda: "table must have shape [L, T, F]")
@@ -43,14 +44,14 @@ def _encode_fake(x, table, scales, n_active, smoothstep):
     return x.new_empty(x.shape[0], table.shape[0] * table.shape[2])
 
 
-@torch.library.register_fake("eyefast::hash_grid_backward")
+@register_fake("eyefast::hash_grid_backward")
 def _backward_fake(grad_out, x, table, scales, n_active, smoothstep, need_x, need_table):
     gx = x.new_empty(x.shape[0], 3) if need_x else x.new_empty(0)
     gt = torch.empty_like(table) if need_table else x.new_empty(0)
     return gx, gt
 
 
-@torch.library.register_fake("eyefast::hash_grid_double_backward")
+@register_fake("eyefast::hash_grid_double_backward")
 def _double_backward_fake(gg_x, grad_out, x, table, scales, n_active, smoothstep, need_x, need_table):
     gx = x.new_empty(x.shape[0], 3) if need_x else x.new_empty(0)
     gt = torch.empty_like(table) if need_table else x.new_empty(0)

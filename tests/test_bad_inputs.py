@@ -478,6 +478,63 @@ def test_fake_kernels_check_devices_under_fake_tensors():
             ops.ray_sphere_intersect(o, o, c, torch.ones(1))
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-22, 1e19, 1e25, 1e30, 2.0 ** 100, 2.0 ** -100])
+def test_eye_ops_at_large_and_small_float32_magnitudes(scale):
+    """Directions of any float32 length > 0 (|d|^2 over- or underflows outside ~1e-19..1e19): the same
+    hits, t in units of the direction, unit refracted directions. The kernels scale each direction by
+    a power of two, exactly: a direction scaled by a power of two gives bit-identical results. (Other
+    scales round d * scale, which moves float32 results by ~1e-5.)"""
+    from eyefast import ops
+    from eyefast.core.eyes import pack_eyes
+    from eyefast.reference import eye as ref
+
+    g = torch.Generator().manual_seed(0)
+    o = torch.tensor([[0.0, 0.0, 0.0]]).repeat(64, 1) + 0.05 * torch.randn(64, 3, generator=g)
+    d = torch.tensor([[0.0, 0.0, 1.0]]) + 0.2 * torch.randn(64, 3, generator=g)
+    c, r = torch.tensor([[0.0, 0.0, 3.0], [0.4, 0.0, 3.0]]), torch.tensor([0.5, 0.3])
+    unit = ops.ray_sphere_intersect(o, d, c, r)
+    big = ops.ray_sphere_intersect(o, d * scale, c, r)
+    assert (unit[2] >= 0).sum() > 20 and torch.equal(big[2], unit[2])  # a hit stays a hit
+    hit = unit[2] >= 0
+    exact = float(np.log2(scale)).is_integer()
+    close = (lambda a, b, tol: torch.equal(a, b)) if exact else (lambda a, b, tol: torch.allclose(a, b, rtol=tol, atol=tol))
+    assert close(big[0][hit] * scale, unit[0][hit], 1e-5) and close(big[1][hit] * scale, unit[1][hit], 1e-5)
+    assert close(big[3], unit[3], 1e-4)
+    rb = ref.ray_sphere_intersect(o, d * scale, c, r)
+    assert torch.equal(rb[2], big[2]) and torch.allclose(rb[0][hit] * scale, unit[0][hit], rtol=1e-5)
+    # refract: unit directions for any length > 0
+    n = torch.tensor([[0.0, 0.0, -1.0]]) + 0.3 * torch.randn(64, 3, generator=g)
+    out, refl, tir = ops.refract(d * scale, n * scale, 1 / 1.376)
+    out1, refl1, _ = ops.refract(d, n, 1 / 1.376)  # _: tir
+    assert torch.allclose(out.norm(dim=-1), torch.ones(64), atol=1e-6)
+    assert close(out, out1, 1e-6) and close(refl, refl1, 1e-6) and torch.equal(tir, _)
+    assert torch.allclose(ref.refract(d * scale, n * scale, 1 / 1.376)[0], out1, atol=1e-6)
+    # trace_eyes: the same hits, t in units of the direction
+    eyes = pack_eyes(c, r, torch.tensor([[0.0, 0.3, -1.0], [0.2, 0.0, -1.0]]))
+    t1, tb = ops.trace_eyes(o, d, eyes), ops.trace_eyes(o, d * scale, eyes)
+    assert torch.equal(tb.region, t1.region) and (t1.region > 0).sum() > 20
+    hit = t1.region > 0
+    assert close(tb.t[hit] * scale, t1.t[hit], 1e-5)
+    assert close(tb.refr_dir, t1.refr_dir, 1e-4) and close(tb.normal, t1.normal, 1e-4)
+    assert close(tb.t_iris, t1.t_iris, 1e-4) and close(tb.iris_uv, t1.iris_uv, 1e-4)
+    te = ref.trace_eyes(o, d * scale, eyes)
+    assert torch.equal(te[2], t1.region) and torch.allclose(te[0][hit] * scale, t1.t[hit], rtol=1e-5)
+
+
+def test_eye_op_gradients_at_large_magnitudes():
+    from eyefast import ops
+
+    o = torch.tensor([[0.05, 0.0, 0.0]], dtype=torch.float64)
+    c, r = torch.tensor([[0.0, 0.0, 3.0]], dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
+    grads = []
+    for scale in (1.0, 1e200):  # |d|^2 overflows float64
+        d = (torch.tensor([[0.01, 0.02, 1.0]], dtype=torch.float64) * scale).requires_grad_()
+        t, _, _, nrm = ops.ray_sphere_intersect(o, d, c, r)
+        (t.sum() * scale + nrm.sum()).backward()
+        grads.append(d.grad * scale)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-9)
+
+
 # --------------------------------------------------------------------------- 9. messages of the loaders
 def test_loader_messages(env, tmp_path):
     from eyefast.data import Capture

@@ -535,6 +535,23 @@ def test_eye_op_gradients_at_large_magnitudes():
     assert torch.allclose(grads[0], grads[1], rtol=1e-9)
 
 
+def test_hash_grid_rejects_non_finite_points_when_asked():
+    from eyefast.core.nn import HashGrid, hash_grid_encode
+
+    hg = HashGrid(n_levels=2, log2_hashmap_size=8)
+    x = torch.rand(10, 3)
+    x[6, 1] = float("nan")
+    x[8, 0] = float("inf")
+    out = hg(x)  # unchecked (the hot path): finite features for the bad rows
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match=r"x has a non-finite value \(first bad row: x\[6\]"):
+        hg(x, check=True)
+    with pytest.raises(ValueError, match=r"first bad row: x\[6\]"):
+        HashGrid(n_levels=2, log2_hashmap_size=8, check=True)(x)
+    with pytest.raises(ValueError, match=r"first bad row: x\[1\]"):
+        hash_grid_encode(x[7:], hg.params, hg.scales, check=True)
+
+
 # --------------------------------------------------------------------------- 9. messages of the loaders
 def test_loader_messages(env, tmp_path):
     from eyefast.data import Capture

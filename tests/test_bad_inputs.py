@@ -466,6 +466,17 @@ def test_an_argument_on_the_meta_device(op):
                 call(*mixed)
 
 
+def test_occupancy_sampling_with_an_argument_on_the_meta_device():
+    from eyefast.core.occupancy import OccupancyGrid, occupancy_sampling
+
+    g = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16)
+    o, d = torch.zeros(4, 3), torch.tensor([[0.0, 0.0, 1.0]]).repeat(4, 1)
+    with pytest.raises(RuntimeError, match="eyefast.occupancy_sampling: bitfield must be on cpu like rays_o"):
+        occupancy_sampling(o, d, g.bitfield.to("meta"), g.aabbs, 16)
+    with pytest.raises(RuntimeError):  # its output size depends on the data: meta arguments are an error
+        occupancy_sampling(o.to("meta"), d.to("meta"), g.bitfield.to("meta"), g.aabbs.to("meta"), 16)
+
+
 def test_fake_kernels_check_devices_under_fake_tensors():
     from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -54,7 +54,7 @@ def probe_video(path: str) -> dict:
         info["duration"] = int(d.group(1)) * 3600 + int(d.group(2)) * 60 + float(d.group(3))
     if info["fps"] and info["duration"]:
         info["frames"] = int(round(info["fps"] * info["duration"]))
-    r = re.search(r"displaymatrix: rotation of (-?\d+(?:\.\d+)?) degrees", text)
+    r = re.search(r"display ?matrix: rotation of (-?\d+(?:\.\d+)?) degrees", text, re.IGNORECASE)
     if r:
         info["rotation"] = int(round(float(r.group(1)) / 90.0)) * 90 % 360
     else:

@@ -24,7 +24,9 @@ from .common import (load_cameras, log, need_record, new_record, progress, read_
 from .common import project as project_points
 
 #: hair: foreground pixels this many standard deviations (Mahalanobis, squared) from the skin colour
-HAIR_D2 = 12.0
+HAIR_D2 = 16.0
+#: ... and no hair at all when the hairline's mean colour is this close to the skin's (a bald or shaved head)
+BALD_D2 = 1.0
 
 
 def cube_mask(K, c2w, H: int, W: int, bound: float) -> np.ndarray:
@@ -44,36 +46,69 @@ def cube_mask(K, c2w, H: int, W: int, bound: float) -> np.ndarray:
 def hair_mask(img: np.ndarray, fg: np.ndarray, lm: np.ndarray) -> np.ndarray:
     """Hair, from the face landmarks and the colours (a heuristic; the README says where it fails).
 
-    Hair = the eyebrows, plus the foreground pixels that lie outside the face outline, above the chin (along
-    the face's own up direction, so tilted heads work) and far from the skin's colour: a Gaussian fitted to
-    the colours inside the face outline, without the eyes, eyebrows and lips; a pixel is hair when its squared
-    Mahalanobis distance exceeds :data:`HAIR_D2`. Ears and the neck are skin-coloured; clothes lie below the
-    chin. Small specks are removed (a morphological opening)."""
+    Two colour models (Gaussians): skin, from the pixels inside the face outline without the eyes, eyebrows
+    and lips; hair, from small patches just above the top of the face outline (the hairline). A pixel is hair
+    when it is foreground, outside the face outline, above the chin (along the face's own up direction, so
+    tilted heads work), inside an ellipse around the face (1.5 face widths wide, reaching 0.6 face heights
+    above the face: no shoulders), and nearer the hair colour than the skin colour (squared Mahalanobis
+    distances; within :data:`HAIR_D2` of the hair colour). When the hairline's mean colour is within
+    :data:`BALD_D2` of the skin's (a bald or shaved head), only the eyebrows are hair. The eyebrows are always hair. Specks are removed (an opening)."""
     from scipy import ndimage
 
     from .face import FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS, RIGHT_BROW, RIGHT_EYE, fill_polygon
 
     H, W = fg.shape
     oval = fill_polygon((H, W), lm[FACE_OVAL])
-    brows = fill_polygon((H, W), lm[LEFT_BROW]) | fill_polygon((H, W), lm[RIGHT_BROW])
+    brows = (fill_polygon((H, W), lm[LEFT_BROW]) | fill_polygon((H, W), lm[RIGHT_BROW])) & fg
     parts = brows | fill_polygon((H, W), lm[LEFT_EYE]) | fill_polygon((H, W), lm[RIGHT_EYE]) | fill_polygon((H, W), lm[LIPS])
     face_h = float(np.linalg.norm(lm[10] - lm[152]))
     grow = max(1, int(round(0.03 * face_h)))
     parts = ndimage.binary_dilation(parts, iterations=grow)
-    skin = oval & fg & ~parts
     col = img[..., :3].astype(np.float64) / 255.0
-    if skin.sum() < 50:
-        return brows & fg
-    mu = col[skin].mean(0)
-    cov = np.cov(col[skin].T) + np.eye(3) * 1e-4
-    diff = col - mu
-    d2 = np.einsum("hwi,ij,hwj->hw", diff, np.linalg.inv(cov), diff)
     up = (lm[10] - lm[152]) / max(face_h, 1e-9)
+    right = np.array([-up[1], up[0]])
     v, u = np.mgrid[0:H, 0:W]
-    above = ((u + 0.5 - lm[152, 0]) * up[0] + (v + 0.5 - lm[152, 1]) * up[1]) > 0
-    hair = fg & above & ~ndimage.binary_dilation(oval, iterations=grow) & (d2 > HAIR_D2)
+    pix = np.stack([u + 0.5, v + 0.5], -1)
+    # skin
+    skin = oval & fg & ~parts
+    if skin.sum() < 50:
+        return brows
+    # hair seeds: patches above the top of the face outline
+    outside = fg & ~ndimage.binary_dilation(oval, iterations=grow)
+    seed = np.zeros((H, W), bool)
+    for k in (10, 338, 109, 297, 67):
+        c = lm[k] + up * 0.12 * face_h
+        seed |= ((pix - c) ** 2).sum(-1) < (0.06 * face_h) ** 2
+    seed &= outside
+    if seed.sum() < 30:
+        return brows
+
+    def gauss(m):
+        x = col[m]
+        return x.mean(0), np.linalg.inv(np.cov(x.T) + np.eye(3) * 2e-4)
+
+    def d2(model, x):
+        mu, P = model
+        dx = x - mu
+        return np.einsum("...i,ij,...j->...", dx, P, dx)
+
+    ms, mh = gauss(skin), gauss(seed)
+    if d2(ms, mh[0]) < BALD_D2:  # the hairline looks like skin: no hair there
+        return brows
+    # the head's ellipse in the face's own axes
+    c0 = lm[FACE_OVAL].mean(0)
+    rel = lm[FACE_OVAL] - c0
+    half_w = np.abs(rel @ right).max()
+    up_h, down_h = (rel @ up).max(), -(rel @ up).min()
+    q = pix - c0
+    x, y = q @ right, q @ up
+    b = np.where(y > 0, up_h + 0.6 * face_h, down_h)
+    head = (x / (1.5 * half_w)) ** 2 + (y / b) ** 2 <= 1.0
+    above = ((pix - lm[152]) @ up) > 0
+    dh, ds = d2(mh, col), d2(ms, col)
+    hair = outside & head & above & (dh < ds) & (dh < HAIR_D2)
     hair = ndimage.binary_opening(hair, iterations=max(1, grow // 2))
-    return (hair | brows) & fg
+    return hair | brows
 
 
 def run(out: str, show: bool = True) -> dict:

@@ -203,7 +203,8 @@ def run(out: str, show: bool = True, threads: int = -1) -> dict:
         c2w = np.zeros((len(kept), 4, 4))
         for i, n in enumerate(kept):
             M = np.eye(4)
-            M[:3, :4] = reg[n].cam_from_world().matrix()
+            pose = reg[n].cam_from_world
+            M[:3, :4] = (pose() if callable(pose) else pose).matrix()  # a method since pycolmap 3.12
             c2w[i] = np.linalg.inv(M)
         # sparse points, and whether one of their observations lies inside a foreground mask
         pts, fg = [], []

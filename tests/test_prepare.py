@@ -260,6 +260,82 @@ def test_hair_mask_on_a_photo():
     assert not hair[int(lm[152, 1]) + 5:].any()  # nothing below the chin
 
 
+# --------------------------------------------------------------------------- a face, end to end
+def _render_photo_on_a_cylinder(out, views=15, res=384):
+    """The photo's head wrapped on a half cylinder (radius 0.5, facing +z), filmed from 15 directions 60 degrees
+    apart: a face that mediapipe finds and structure from motion can register (black background, masks)."""
+    import imageio.v3 as iio
+    import torch
+
+    from eyefast.core import ops
+    from eyefast.data.synth import look_at
+
+    tex = torch.from_numpy(_photo()[10:230, 110:340].copy()).float() / 255
+    Ht, Wt = tex.shape[:2]
+    R, half = 0.5, np.radians(75)
+    nu, nv = 96, 48
+    T, Y = np.meshgrid(np.linspace(-half, half, nu), np.linspace(0.5, 0.5 - 2 * half * R * Ht / Wt, nv))
+    verts = torch.tensor(np.stack([R * np.sin(T), Y, R * np.cos(T)], -1).reshape(-1, 3), dtype=torch.float32)
+    uvs = torch.tensor(np.stack([(T + half) / (2 * half), 1 - (Y - Y[0, 0]) / (Y[-1, 0] - Y[0, 0])], -1).reshape(-1, 2),
+                       dtype=torch.float32)
+    a = (np.arange(nv - 1)[:, None] * nu + np.arange(nu - 1)[None]).reshape(-1)
+    faces = torch.tensor(np.concatenate([np.stack([a, a + nu, a + 1], -1), np.stack([a + 1, a + nu, a + nu + 1], -1)]))
+    yc = float(Y.mean())
+    K = torch.tensor([[1.6 * res, 0, res / 2], [0, 1.6 * res, res / 2], [0, 0, 1.0]])
+    (out / "image").mkdir(parents=True)
+    (out / "mask").mkdir()
+    for k in range(views):
+        az, el = np.radians(-30 + 60 * k / (views - 1)), np.radians(8 * np.sin(2 * np.pi * k / views))
+        pos = np.array([0, yc, 0.2]) + 1.7 * np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
+        c2w = torch.tensor(look_at(pos, (0.0, yc, 0.2)), dtype=torch.float32)
+        p2f, bary, _ = ops.rasterize(ops.project_to_clip(verts, K, torch.linalg.inv(c2w), res, res), faces, res, res)
+        uv = ops.interpolate(uvs, faces, p2f, bary)
+        grid = torch.stack([2 * uv[..., 0] - 1, 1 - 2 * uv[..., 1]], -1)[None]
+        img = torch.nn.functional.grid_sample(tex.permute(2, 0, 1)[None], grid, align_corners=False)[0].permute(1, 2, 0)
+        hit = p2f >= 0
+        iio.imwrite(out / "image" / f"{k:05d}.png", ((img * hit[..., None]).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+        iio.imwrite(out / "mask" / f"{k:05d}.png", hit.to(torch.uint8).numpy() * 255)
+
+
+def test_a_face_end_to_end(tmp_path):
+    """A face through every stage: cameras, the head frame from the face landmarks, eye and hair masks, eye
+    landmarks at the subject's left (+x) and right, a config with them."""
+    from eyefast.data import config as config_mod
+    from eyefast.prepare import prepare
+    from eyefast.prepare.common import load_cameras, project, read_image
+
+    src, out = tmp_path / "src", tmp_path / "cap"
+    _render_photo_on_a_cylinder(src)
+    rep = prepare(src / "image", out, masks=src / "mask", progress=False)
+    assert rep["poses"]["registered_fraction"] == 1.0 and rep["head_frame"]["method"] == "face"
+    assert max(rep["head_frame"]["anchor_residual_mm"]) < 25  # the template is a mean head, this one a cylinder
+    ey = rep["eyes"]
+    L, R = np.array(ey["left_eye_ldm"]), np.array(ey["right_eye_ldm"])
+    assert L[:, 0].min() > 0.03 and R[:, 0].max() < -0.03  # the subject's left eye at +x
+    assert 0.15 < L[0, 0] - R[0, 0] < 0.5  # a person: about 63 mm apart (0.26; this photo on a cylinder: 0.37)
+    assert np.abs(L[:, 1]).max() < 0.1 and L[:, 2].min() > 0.2  # at eye level, at the front of the head
+    for e in ("left_eye", "right_eye"):
+        assert rep["landmark_residuals"][e]["inlier_views"] >= 12
+        assert rep["landmark_residuals"][e]["residual_rms_px"] < 2.0
+    np.testing.assert_allclose(ey["eyeball_left_center"], L[0] - [0, 0, ey["eye_radius"]])
+    # the eye masks: in every frame, and the projected iris centre inside its own eye's mask
+    meta, names, K, c2w = load_cameras(out)
+    inside = 0
+    for i, n in enumerate(names):
+        for kind, P, other in (("leye_mask", L, "reye_mask"), ("reye_mask", R, "leye_mask")):
+            m = read_image(out / kind / f"{n}.png") >= 128
+            o = read_image(out / other / f"{n}.png") >= 128
+            x, y = project(K, np.linalg.inv(c2w[i]), P[0]).astype(int)
+            assert m.sum() > 20
+            inside += bool(m[y - 1:y + 2, x - 1:x + 2].any() and not o[y, x])
+    assert inside >= 0.9 * 2 * len(names), inside
+    hair = np.mean([(read_image(out / "hair_mask" / f"{n}.png") >= 128).mean() for n in names])
+    assert hair > 0.01
+    cfg = config_mod.load(out / "config.yaml")
+    assert not cfg.data.ignore_eyeball and np.allclose(cfg.data.left_eye_ldm, L, atol=1e-6)
+    np.testing.assert_allclose(cfg.data.eyeball_right_center, ey["eyeball_right_center"], atol=1e-6)
+
+
 # --------------------------------------------------------------------------- bad input
 def _write_video(path, frames, rotation=None):
     import imageio_ffmpeg

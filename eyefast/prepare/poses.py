@@ -8,9 +8,9 @@ pinhole camera, the head frame, and the capture's ``transforms.json`` and ``imag
   every ``n / 30`` frames matched with every other keyframe, so that the end of a circle meets its start.
 * Mapping: one camera shared by all frames (SIMPLE_RADIAL: focal length, principal point at the centre,
   one radial term); the radial term is held at 0 while mapping (a phone's narrow view makes it trade off
-  against the focal length) and freed in a last bundle adjustment, kept when it lowers the error and stays
-  small. Frames that do not register are listed and dropped; fewer than :data:`MIN_REGISTERED` of them is
-  an error.
+  against the focal length) and freed in a last bundle adjustment, kept when it lowers the error by 2% or
+  more and stays small. Frames that do not register are listed and dropped; fewer than
+  :data:`MIN_REGISTERED` of them is an error.
 * Undistortion: the images and masks are resampled to a pinhole camera (the loader has no distortion
   model); the face landmarks of the frames stage move with them.
 * Head frame (:mod:`.frame`): from the triangulated face landmarks, or from the cameras.
@@ -39,6 +39,9 @@ EXHAUSTIVE_MAX = 40
 MIN_REGISTERED = 0.6
 #: the radial term found by the last bundle adjustment is kept only while |k| stays below this
 MAX_RADIAL = 0.3
+#: ... and when it lowers the mean reprojection error by this fraction at least (a lens without distortion
+#: gains nothing from the term, which would only trade off against the focal length)
+RADIAL_GAIN = 0.02
 #: face landmarks farther than this fraction of the image's long side from their reprojection are outliers
 LANDMARK_THRESHOLD = 0.008
 
@@ -120,7 +123,7 @@ def _sfm(work: str, image_dir: str, names, mask_dir, show: bool, threads: int):
         trial = pycolmap.Reconstruction(rec)
         pycolmap.bundle_adjustment(trial, ba)
         k = float(next(iter(trial.cameras.values())).params[3])
-        if abs(k) < MAX_RADIAL and trial.compute_mean_reprojection_error() < before:
+        if abs(k) < MAX_RADIAL and trial.compute_mean_reprojection_error() < (1.0 - RADIAL_GAIN) * before:
             rec = trial
     except Exception as e:  # an older pycolmap: keep the mapping's result
         log.info("poses: the last bundle adjustment failed (%s); the radial term stays %g", e, old[3])

@@ -244,6 +244,20 @@ def test_eye_masks_on_a_photo_rotated_scaled_and_flipped():
                 assert mask[y, x] and not other[y, x], name
 
 
+def test_eye_aspect_ratio_tells_closed_eyes():
+    from eyefast.prepare.face import EAR_LEFT, EAR_RIGHT, FaceLandmarks, eye_aspect_ratio
+    from eyefast.prepare.frames import EAR_MIN
+
+    with FaceLandmarks() as detect:
+        lm = detect(_photo())
+    assert eye_aspect_ratio(lm) > 0.2
+    closed = lm.copy()
+    for c0, c1, u0, l0, u1, l1 in (EAR_LEFT, EAR_RIGHT):  # lids shut: upper onto lower
+        for u, lo in ((u0, l0), (u1, l1)):
+            closed[u] = closed[lo] = 0.5 * (lm[u] + lm[lo]) + [0.0, 0.3]
+    assert eye_aspect_ratio(closed) < EAR_MIN
+
+
 def test_hair_mask_on_a_photo():
     from eyefast.prepare.face import FACE_OVAL, FaceLandmarks, PersonSegmentation, fill_polygon
     from eyefast.prepare.masks import hair_mask

@@ -3,6 +3,7 @@
 Usage::
 
     eyefast synth data/demo [--preset demo|tiny] [--views N] [--resolution R] [--seed S] [--refractive]
+                            [--texture smooth|fine] [--renderer trace|mesh]
 
 Writes a complete capture folder (images, all masks, transforms.json, config.yaml) plus the ground
 truth in OUT/gt/ (face mesh, materials, eyes); see eyefast.data.synth.
@@ -41,6 +42,11 @@ def build_parser(prog: str = PROG):
                     help="image side in pixels, or width x height (default: preset)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refractive", action="store_true", help="add a refracting cornea to each eye")
+    ap.add_argument("--texture", choices=["smooth", "fine"], default="smooth",
+                    help="fine: a high-frequency skin and hair pattern (for structure from motion, eyefast prepare)")
+    ap.add_argument("--renderer", choices=["trace", "mesh"], default="trace",
+                    help="trace: sphere tracing of the analytic head; mesh: rasterised meshes (far faster; no "
+                         "--refractive)")
     return ap
 
 
@@ -58,7 +64,7 @@ def main(argv=None, prog: str = PROG) -> int:
         return fail(prog, f"OUT '{a.out}' holds files and is not a synthetic capture (no gt/): give a new or "
                           "empty folder (synth would overwrite its images, masks and transforms.json)")
     try:
-        res = generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive)
+        res = generate(a.out, a.preset, a.views, a.resolution, a.seed, a.refractive, a.texture, a.renderer)
     except (ValueError, OSError) as e:
         return fail(prog, e)
     except KeyboardInterrupt:

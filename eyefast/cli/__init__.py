@@ -7,6 +7,7 @@ Commands:
     render     render a run from any camera under any lights: turntables, videos, strips
     view       look at a run in the browser: orbit it, move the light
     synth      generate the built-in synthetic capture (with ground truth)
+    prepare    from a phone video (or photos) to a capture that trains
     tools      own-data step 1: eye masks, eye landmarks
     bench      run the benchmark suite (from a source checkout)
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "render": "render a run from any camera under any lights: turntables, videos, strips",
     "view": "look at a run in the browser: orbit it, move the light",
     "synth": "generate the built-in synthetic capture (with ground truth)",
+    "prepare": "from a phone video (or photos) to a capture that trains",
     "tools": "own-data step 1: eye masks and eye landmarks",
     "bench": "run the benchmark suite (from a source checkout)",
 }

@@ -229,18 +229,18 @@ def shade_colocated(
     nl = _dot(normals, l).clamp(min=0.0)
     diffuse = burley_diffuse(normals, l, l, albedo, roughness) * E * nl
     spec = ggx_specular(normals, l, l, specular, roughness) * E * nl
+    return _with_ambient(diffuse, spec, nl, dist, normals, sh_coeffs, beta, occlusion, albedo, sh_scale)
+
+
+def _with_ambient(diffuse, spec, nl, dist, normals, sh_coeffs, beta, occlusion, albedo, sh_scale) -> dict:
+    """The shading result: the point lights' ``diffuse`` and ``spec`` plus the SH ambient (0 without
+    ``sh_coeffs``), with the first light's ``n_dot_l`` and ``dist``."""
     if sh_coeffs is None:
         ambient = torch.zeros_like(diffuse)
     else:
         ambient = sh_ambient(normals, sh_coeffs, beta, occlusion, albedo, sh_scale)
-    return {
-        "diffuse": diffuse,
-        "specular": spec,
-        "ambient": ambient,
-        "rgb": diffuse + spec + ambient,
-        "n_dot_l": nl,
-        "dist": dist,
-    }
+    return {"diffuse": diffuse, "specular": spec, "ambient": ambient, "rgb": diffuse + spec + ambient,
+            "n_dot_l": nl, "dist": dist}
 
 
 def point_light(position=None, color=(1.0, 1.0, 1.0), intensity: float = 1.0) -> dict:
@@ -299,15 +299,4 @@ def shade_lights(
     if first is None:
         diffuse = spec = torch.zeros_like(albedo)
         first = (torch.zeros_like(albedo[:, :1]), torch.zeros_like(albedo[:, :1]))
-    if sh_coeffs is None:
-        ambient = torch.zeros_like(diffuse)
-    else:
-        ambient = sh_ambient(normals, sh_coeffs, beta, occlusion, albedo, sh_scale)
-    return {
-        "diffuse": diffuse,
-        "specular": spec,
-        "ambient": ambient,
-        "rgb": diffuse + spec + ambient,
-        "n_dot_l": first[0],
-        "dist": first[1],
-    }
+    return _with_ambient(diffuse, spec, first[0], first[1], normals, sh_coeffs, beta, occlusion, albedo, sh_scale)

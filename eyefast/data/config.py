@@ -153,6 +153,12 @@ TRAIN_DEFAULTS = {
     # eyefast addition: steps between reads of the training scalars from the device (scalars.csv, the
     # progress bar, the check for non-finite losses and gradients); reading them is a host sync on a GPU
     "log_every": ("int", 10),
+    # eyefast additions: camera refinement, a learned SE(3) correction per training frame (cameras from
+    # structure from motion are good, not perfect); its Adam learning rate, the steps of its linear
+    # warm-up from 0 (it then follows the milestones), see eyefast/scene/cameras.py
+    "camera_refine": ("bool", False),
+    "camera_lr": ("float", 5e-4),
+    "camera_warmup": ("int", 300),
 }
 
 LOSS_DEFAULTS = {
@@ -167,6 +173,8 @@ LOSS_DEFAULTS = {
     "w_eps_n": ("float", 0.01),
     "w_ldm": ("float", 0.1),
     "w_lpips": ("float", 0.0),
+    # eyefast addition: the L2 penalty on the camera corrections (train.camera_refine)
+    "w_camera": ("float", 1e-3),
 }
 
 SECTIONS = {
@@ -308,6 +316,9 @@ def _cross_checks(d: dict):
     if not (d["train"]["eye_grad_clip"] >= 0 and math.isfinite(d["train"]["eye_grad_clip"])):
         raise ConfigError(f"config key 'train.eye_grad_clip': must be a finite number >= 0 (0: off), got "
                           f"{d['train']['eye_grad_clip']}")
+    if not (d["train"]["camera_lr"] > 0 and d["train"]["camera_warmup"] >= 0):
+        raise ConfigError(f"config keys 'train.camera_lr'/'train.camera_warmup': need camera_lr > 0 and "
+                          f"camera_warmup >= 0, got {d['train']['camera_lr']} and {d['train']['camera_warmup']}")
     if d["train"]["log_every"] <= 0:
         raise ConfigError(f"config key 'train.log_every': must be > 0, got {d['train']['log_every']}")
     if d["train"]["level_grow_iter"] <= 0:

@@ -31,13 +31,13 @@ help:
 	@echo "make demo-seeds - the demo trained with 5 seeds, eye centres started 0.35 r off (~15 min on 2 cores)"
 
 # The virtual environment: torch pinned first (so nothing resolves another torch), then eyefast itself
-# in development mode with its test and benchmark extras (their list lives in setup.py), without
+# in development mode with its test, benchmark and prepare extras (their list lives in setup.py), without
 # building the extension (EYEFAST_NO_EXT=1): `build` compiles it once, in place.
 $(VENV)/.deps-stamp: setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	EYEFAST_NO_EXT=1 $(PIP) install -q --no-build-isolation -e ".[test,bench]" "torch==$(TORCH_VERSION)"
+	EYEFAST_NO_EXT=1 $(PIP) install -q --no-build-isolation -e ".[test,bench,prepare]" "torch==$(TORCH_VERSION)"
 	touch $@
 venv: $(VENV)/.deps-stamp
 

@@ -35,8 +35,11 @@ RUNTIME = [
     "ninja",  # builds eyefast._C just in time when no prebuilt one is found
 ]
 EXTRAS = {
-    "test": ["pytest", "hypothesis", "build"],
+    "test": ["pytest", "hypothesis", "build", "scikit-image"],  # scikit-image: the face photo of the prepare tests
     "bench": ["nerfacc==0.5.3", "matplotlib", "pytest-benchmark"],
+    # eyefast prepare: structure from motion, face landmarks and person segmentation (mediapipe 0.10.14's wheel
+    # ships both models; later wheels do not), video reading
+    "prepare": ["pycolmap>=4.2,<5", "mediapipe==0.10.14", "imageio-ffmpeg"],
 }
 
 

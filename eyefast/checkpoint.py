@@ -47,10 +47,19 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Loads a checkpoint written by :class:`eyefast.training.Trainer` (``weights_only=True``)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"checkpoint '{path}' is empty (0 bytes): it was not written completely; use another "
+                         "checkpoint (checkpoints/step_*.pth) or train anew")
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file name
-        raise ValueError(f"checkpoint '{path}' cannot be read: {e}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, EOFError):
+            reason = f"the file ends early ({type(e).__name__}); it was not written completely"
+        raise ValueError(f"checkpoint '{path}' cannot be read: {reason}") from None
+    if not isinstance(ck, dict):
+        raise ValueError(f"checkpoint '{path}' is not an eyefast checkpoint (it holds a {type(ck).__name__}, "
+                         "not a dict)")
     for k in ("step", "model", "grid"):
         if k not in ck:
             raise ValueError(f"checkpoint '{path}' is not an eyefast checkpoint (no '{k}' entry)")

@@ -65,7 +65,7 @@ class Run:
         if capture is not None:
             ov.append(f"data.meta_path={json.dumps(os.path.abspath(capture))}")
         if device is not None:
-            ov.append(f"device={device}")
+            ov.append(f"device={json.dumps(str(device))}")  # a JSON string is a YAML string
         cfg = config_mod.load(config, ov)
         dev = parse_device(cfg.device)
         ck = load_checkpoint(ckpt, map_location=dev)

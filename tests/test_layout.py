@@ -149,3 +149,15 @@ def test_a_cycle_and_an_oracle_import_would_be_found():
         assert _imports("eyefast.scene.x", fh.name, mods) == {"eyefast.reference.eye"}
     finally:
         os.remove(fh.name)
+
+
+def test_only_the_cli_imports_prepare():
+    """``eyefast.prepare`` (from a video to a capture) is a leaf: it may use data/ and core/, and only the
+    ``eyefast`` command (cli/) imports it."""
+    _, g = _graph()
+    users = {m for m, ts in g.items() if any(t == "eyefast.prepare" or t.startswith("eyefast.prepare.") for t in ts)}
+    outside = {m for m in users if not (m == "eyefast.prepare" or m.startswith("eyefast.prepare.") or m.startswith("eyefast.cli"))}
+    assert outside == set(), outside
+    allowed = ("eyefast.prepare", "eyefast.data", "eyefast.core", "eyefast.cli")
+    used = {t for m, ts in g.items() if m.startswith("eyefast.prepare") and not m.endswith(".__main__") for t in ts}
+    assert {t for t in used if not t.startswith(allowed)} == set()

@@ -5,6 +5,7 @@ Commands:
     export     export a trained run: meshes, UV textures, eyes, head.glb
     evaluate   render a run's validation views and measure them against the capture
     synth      generate the built-in synthetic capture (with ground truth)
+    prepare    from a phone video (or photos) to a capture that trains
     tools      own-data step 1: eye masks, eye landmarks
     bench      run the benchmark suite (from a source checkout)
 
@@ -25,6 +26,7 @@ COMMANDS = {
     "export": "export a trained run: meshes, UV textures, eyes, head.glb",
     "evaluate": "render a run's validation views and measure them against the capture",
     "synth": "generate the built-in synthetic capture (with ground truth)",
+    "prepare": "from a phone video (or photos) to a capture that trains",
     "tools": "own-data step 1: eye masks and eye landmarks",
     "bench": "run the benchmark suite (from a source checkout)",
 }

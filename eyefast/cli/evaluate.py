@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from .common import add_print_config, fail, parser, print_config
+from .common import add_print_config, check_device_flag, fail, parser, print_config
 
 PROG = "eyefast evaluate"
 
@@ -38,6 +39,10 @@ def main(argv=None, prog: str = PROG) -> int:
     a = ap.parse_args(argv)
     if a.max_views is not None and a.max_views < 1:
         ap.error(f"--max-views must be >= 1, got {a.max_views}")
+    if a.device is not None and check_device_flag(a.device):
+        return fail(prog, check_device_flag(a.device))
+    if a.json and os.path.isdir(a.json):
+        return fail(prog, f"--json '{a.json}' is a folder: give a file name")
     from ..data.config import ConfigError
     from ..evaluation.evaluate import evaluate, format_table
 
@@ -48,12 +53,18 @@ def main(argv=None, prog: str = PROG) -> int:
                 raise FileNotFoundError(f"'{a.run}' is not an eyefast run folder: no config.yaml")
             return print_config(cfg_path, [])
         res = evaluate(a.run, a.capture, a.ckpt, a.device, a.mesh, a.max_views)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, OSError) as e:
         return fail(prog, e)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     print(format_table(res))
     if a.json:
-        os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=1)
+        except OSError as e:
+            return fail(prog, e)
         print(f"wrote {a.json}")
     return 0

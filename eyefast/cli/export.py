@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from .common import add_print_config, add_set, fail, parser, print_config
+from .common import add_print_config, add_set, check_device_flag, check_out_folder, fail, parser, print_config
 
 PROG = "eyefast export"
 
@@ -51,6 +51,15 @@ def main(argv=None, prog: str = PROG) -> int:
     a = ap.parse_args(argv)
     from ..data import config as config_mod
 
+    for flag, v, lo in (("--uv-size", a.uv_size, 16), ("--eye-uv-size", a.eye_uv_size, 8), ("--mc-res", a.mc_res, 16),
+                        ("--chunk-size", a.chunk_size, 1)):
+        if v is not None and v < lo:
+            return fail(prog, f"{flag} must be >= {lo}, got {v}")
+    for err in (check_device_flag(a.device) if a.device is not None else None,
+                check_out_folder(a.out, "--out") if a.out else None):
+        if err:
+            return fail(prog, err)
+    out = None
     try:
         overrides = list(a.set)
         if a.run:
@@ -82,12 +91,18 @@ def main(argv=None, prog: str = PROG) -> int:
         r = Run.load(run, config=cfg_path, ckpt=ckpt, device=a.device, overrides=overrides)
         if out is None:
             out = os.path.join(r.cfg.workspace, r.cfg.name, "export")
+        err = check_out_folder(out, "the output folder")
+        if err:
+            raise ValueError(err)
         if not a.quiet:
             print(f"[eyefast.export] {ckpt} (step {r.step}) on {r.device} -> {out}", file=sys.stderr, flush=True)
         paths = export_run(r, out, uv_size=a.uv_size, mc_res=a.mc_res, preview=a.preview, chunk_size=a.chunk_size,
                            eye_uv_size=a.eye_uv_size, quiet=a.quiet, glb=not a.no_glb)
-    except (config_mod.ConfigError, ValueError, FileNotFoundError) as e:
+    except (config_mod.ConfigError, ValueError, OSError) as e:
         return fail(prog, e)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted" + (f"; the export in {out} is incomplete" if out else ""), file=sys.stderr)
+        return 130
     st = paths["stats"]
     print(f"exported step {r.step} in {time.perf_counter() - t0:.1f} s to {os.path.abspath(out)}:")
     print(f"  mesh.obj, mesh_uv.obj (+ .mtl): {st['faces']} faces, {st['vertices']} vertices "

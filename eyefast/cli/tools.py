@@ -4,6 +4,7 @@ from 2D landmarks in several views: ``eyefast tools COMMAND``.
 Usage::
 
     eyefast tools eye-masks --capture DIR --mesh-uv mesh_uv.obj [--left-mask PNG] [--right-mask PNG]
+                            [--out DIR | --overwrite]
     eyefast tools uv-landmarks --image painted.png --coord-map coord.npy
     eyefast tools uv-landmarks --left-image l.png --right-image r.png --coord-map coord.npy
     eyefast tools triangulate --capture DIR --landmarks landmarks.json [--json OUT]
@@ -17,7 +18,7 @@ import json
 import os
 import sys
 
-from .common import fail, parser
+from .common import check_device_flag, fail, parser, setup_logging
 
 PROG = "eyefast tools"
 
@@ -31,6 +32,9 @@ def build_parser(prog: str = PROG):
     p.add_argument("--left-mask", default=None, help="painted UV mask (default CAPTURE/diffuse_leye_mask.png)")
     p.add_argument("--right-mask", default=None, help="painted UV mask (default CAPTURE/diffuse_reye_mask.png)")
     p.add_argument("--out", default=None, help="folder for leye_mask/ and reye_mask/ (default: the capture)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the eye masks already in leye_mask/ and reye_mask/ (without it, existing masks "
+                        "are an error)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p = sub.add_parser("uv-landmarks", help="3D eye landmarks from green texels painted on the UV map")
     p.add_argument("--image", default=None, help="texture with 8 green landmarks (4 per eye)")
@@ -50,16 +54,27 @@ def build_parser(prog: str = PROG):
 
 def main(argv=None, prog: str = PROG) -> int:
     a = build_parser(prog).parse_args(argv)
-    import torch
-
+    from ..core.device import parse_device
     from ..data.capture import CaptureError
     from ..data.tools import ToolError, config_lines, eye_masks, triangulate, uv_landmarks
 
+    setup_logging()
+    where = f"{prog} {a.cmd}"
+    tol = getattr(a, "tolerance", None)
+    if tol is not None and not 0 <= tol <= 255:
+        return fail(where, f"--tolerance must be 0 to 255 (8-bit levels), got {tol}")
+    if getattr(a, "json", None) and os.path.isdir(a.json):
+        return fail(where, f"--json '{a.json}' is a folder: give a file name")
     try:
         if a.cmd == "eye-masks":
-            if a.device.startswith("cuda") and not torch.cuda.is_available():
-                raise ToolError(f"--device {a.device} but no CUDA device is available")
-            res = eye_masks(a.capture, a.mesh_uv, a.left_mask, a.right_mask, a.out, a.device)
+            err = check_device_flag(a.device)
+            if err:
+                raise ToolError(err)
+            try:
+                device = parse_device(a.device)
+            except ValueError as e:
+                raise ToolError(str(e)) from None
+            res = eye_masks(a.capture, a.mesh_uv, a.left_mask, a.right_mask, a.out, device, overwrite=a.overwrite)
             print(f"wrote {res['frames']} frames to {os.path.join(res['out_dir'], 'leye_mask')} and "
                   f"{os.path.join(res['out_dir'], 'reye_mask')} (frames with a visible eye: left "
                   f"{sum(c > 0 for c in res['left_pixels'])}, right {sum(c > 0 for c in res['right_pixels'])})")
@@ -73,9 +88,13 @@ def main(argv=None, prog: str = PROG) -> int:
                       file=sys.stderr)
         print(config_lines(res))
         if a.json:
+            os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
             with open(a.json, "w", encoding="utf-8") as f:
                 json.dump({k: res[k] for k in ("left_eye_ldm", "right_eye_ldm")}, f, indent=1)
         return 0
-    except (ToolError, CaptureError) as e:
-        return fail(f"{prog} {a.cmd}", e)
+    except (ToolError, CaptureError, OSError) as e:
+        return fail(where, e)
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
 

@@ -12,7 +12,8 @@ Usage::
 
 The run goes to <workspace>/<name>/ (the config's ``workspace`` and ``name``): config.yaml, latest.pth,
 checkpoints/, scalars.csv, vis/ previews, val.json. Training into a folder that holds a run is refused
-unless --resume or --overwrite is given. Ctrl-C finishes the step, saves latest.pth and exits.
+unless --resume or --overwrite is given, and so is a second training while one runs in that folder.
+Ctrl-C finishes the step, saves latest.pth and exits with status 130 (--resume continues it).
 
 CoRA's spelling works too (``python trainer.py`` becomes ``python -m eyefast.train``)::
 
@@ -24,8 +25,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from .common import add_print_config, add_set, fail, parser, print_config, setup_logging
+from .common import add_print_config, add_set, check_device_flag, fail, parser, print_config, setup_logging
 
 PROG = "eyefast train"
 
@@ -94,7 +96,10 @@ def main(argv=None, prog: str = PROG) -> int:
     if a.chunk_size is not None:
         overrides.append(f"renderer.chunk_size={a.chunk_size}")
     if a.device is not None:
-        overrides.append(f"device={a.device}")
+        err = check_device_flag(a.device)
+        if err:
+            return fail(prog, err)
+        overrides.append(f"device={json.dumps(a.device)}")
     if a.mode == "export_eyeball":
         ckpt = a.ckpt_path or a.resume
         if not ckpt or not a.save_visual_dir:
@@ -106,6 +111,7 @@ def main(argv=None, prog: str = PROG) -> int:
 
     from ..data import config as config_mod
 
+    state: dict = {}  # what _train got to: the run folder, the trainer
     try:
         if a.print_config:
             return print_config(path, overrides)
@@ -114,17 +120,29 @@ def main(argv=None, prog: str = PROG) -> int:
 
         if a.threads is not None:
             torch.set_num_threads(a.threads)
-        return _train(path, overrides, a)
-    except (config_mod.ConfigError, ValueError, FileNotFoundError, FileExistsError, FloatingPointError,
-            RuntimeError) as e:
+        return _train(path, overrides, a, state)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop
+        tr = state.get("trainer")
+        latest = os.path.join(tr.run_dir, "latest.pth") if tr is not None else None
+        saved = (f"; the last saved checkpoint is {latest}" if latest and os.path.isfile(latest) else "")
+        print(f"{prog}: interrupted{saved}", file=sys.stderr)
+        return 130
+    except (config_mod.ConfigError, ValueError, OSError, FloatingPointError, RuntimeError) as e:
         code = fail(prog, e)
         if isinstance(e, FloatingPointError):
-            print(f"{prog}: the last good checkpoint is latest.pth in the run folder (--resume it, e.g. with "
-                  "a lower train.lr)", file=__import__("sys").stderr)
+            tr = state.get("trainer")
+            latest = os.path.join(tr.run_dir, "latest.pth") if tr is not None else None
+            if latest and os.path.isfile(latest):
+                hint = (f"the last good checkpoint is {latest}: continue it with --resume, e.g. with a lower "
+                        "train.lr (--set train.lr=...)")
+            else:
+                hint = ("no checkpoint was saved before it; check the config's values (light, data, loss "
+                        "weights) or lower train.lr, and train again")
+            print(f"{prog}: {hint}", file=sys.stderr)
         return code
 
 
-def _train(path: str, overrides, a) -> int:
+def _train(path: str, overrides, a, state: dict) -> int:
     import logging
 
     from ..core.device import parse_device
@@ -138,6 +156,7 @@ def _train(path: str, overrides, a) -> int:
     try:
         device = distributed.init_distributed(parse_device(cfg.device))
         trainer = Trainer(cfg, device=device, quiet=a.quiet)
+        state["trainer"] = trainer
         resume = a.ckpt_path if a.ckpt_path else (None if a.resume is None else _resume_path(a.resume, trainer.run_dir))
         if resume:
             trainer.load(resume)
@@ -153,6 +172,11 @@ def _train(path: str, overrides, a) -> int:
                 d.barrier()  # every rank done (rank 0 may still be writing) before the group goes
             finally:
                 d.destroy_process_group()
+    if trainer.interrupted:  # Ctrl-C: latest.pth is saved, but the model is unfinished
+        if trainer.rank == 0:
+            print(f"interrupted at step {trainer.step} of {cfg.train.max_steps}: saved "
+                  f"{os.path.join(trainer.run_dir, 'latest.pth')}; continue with --resume", file=sys.stderr)
+        return 130
     if not a.quiet and trainer.rank == 0:
         keys = [k for k in ("val/psnr", "val/ssim", "val/psnr_eye") if k in m]
         print(f"done: step {trainer.step}; " + ", ".join(f"{k} {m[k]:.3f}" for k in keys) +

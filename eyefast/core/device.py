@@ -17,11 +17,12 @@ def parse_device(dev) -> torch.device:
     try:
         d = torch.device(s)
     except RuntimeError:
-        raise ValueError(f"--device: expected cpu, cuda, cuda:N, N or auto, got {dev!r}") from None
+        d = None
+    if d is None or d.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {dev!r}: expected cpu, cuda, cuda:N, N or auto")
     if d.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {dev!r}: CUDA is not available on this machine (use --device cpu)")
+        raise ValueError(f"device {dev!r}: CUDA is not available on this machine (use --device cpu, or "
+                         "device: cpu in the config)")
     if d.type == "cuda" and d.index is not None and d.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {dev!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if d.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device: expected cpu, cuda, cuda:N or N, got {dev!r}")
+        raise ValueError(f"device {dev!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return d

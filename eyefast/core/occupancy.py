@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import torch
 
 from . import _ext
+from ._fake import register_fake
 from .volrend import render_transmittance_from_alpha, render_transmittance_from_density
 
 _ext.load()
@@ -28,7 +29,7 @@ _ext.load()
 __all__ = ["OccupancyGrid", "occupancy_sampling"]
 
 
-@torch.library.register_fake("eyefast::occupancy_sampling")
+@register_fake("eyefast::occupancy_sampling")
 def _sampling_fake(rays_o, rays_d, t_min, t_max, u, bitfield, coarse, block, level_aabbs, resolution, near_plane, far_plane,
                    render_step_size, cone_angle, check=True):
     s = torch.library.get_ctx().new_dynamic_size()

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 
 from . import _ext
+from ._fake import register_fake
 
 _ext.load()
 
@@ -91,7 +92,7 @@ def ray_sphere_intersect(
     return torch.ops.eyefast.ray_sphere_intersect(origins, dirs, centers, radii, check)
 
 
-@torch.library.register_fake("eyefast::ray_sphere_intersect")
+@register_fake("eyefast::ray_sphere_intersect")
 def _ray_sphere_fake(origins, dirs, centers, radii, check=True):
     torch._check(origins.dim() == 2 and origins.shape[1] == 3, lambda: "origins must have shape [N, 3]")
     torch._check(dirs.shape == origins.shape, lambda: "dirs must have the shape of origins")
@@ -106,12 +107,12 @@ def _ray_sphere_fake(origins, dirs, centers, radii, check=True):
     )
 
 
-@torch.library.register_fake("eyefast::ray_sphere_intersect.out")
+@register_fake("eyefast::ray_sphere_intersect.out")
 def _ray_sphere_out_fake(origins, dirs, centers, radii, check=True, *, t_near, t_far, index, normal):
     return None
 
 
-@torch.library.register_fake("eyefast::ray_sphere_intersect_backward")
+@register_fake("eyefast::ray_sphere_intersect_backward")
 def _ray_sphere_bwd_fake(origins, dirs, centers, radii, index, grad_t_near, grad_t_far, grad_normal):
     return (
         torch.empty_like(origins),
@@ -183,7 +184,7 @@ def refract(
     return torch.ops.eyefast.refract(dirs, normals, eta, check)
 
 
-@torch.library.register_fake("eyefast::refract")
+@register_fake("eyefast::refract")
 def _refract_fake(dirs, normals, eta, check=True):
     torch._check(dirs.dim() == 2 and dirs.shape[1] == 3, lambda: "dirs must have shape [N, 3]")
     torch._check(normals.shape == dirs.shape, lambda: "normals must have the shape of dirs")
@@ -191,12 +192,12 @@ def _refract_fake(dirs, normals, eta, check=True):
     return dirs.new_empty(n, 3), dirs.new_empty(n), dirs.new_empty(n, dtype=torch.bool)
 
 
-@torch.library.register_fake("eyefast::refract.out")
+@register_fake("eyefast::refract.out")
 def _refract_out_fake(dirs, normals, eta, check=True, *, out, reflectance, tir):
     return None
 
 
-@torch.library.register_fake("eyefast::refract_backward")
+@register_fake("eyefast::refract_backward")
 def _refract_bwd_fake(dirs, normals, eta, grad_out, grad_reflectance):
     return torch.empty_like(dirs), torch.empty_like(normals), torch.empty_like(eta)
 
@@ -279,7 +280,7 @@ def trace_eyes(origins: torch.Tensor, dirs: torch.Tensor, eyes: torch.Tensor, *,
     return EyeTrace(*torch.ops.eyefast.trace_eyes(origins, dirs, eyes, check))
 
 
-@torch.library.register_fake("eyefast::trace_eyes")
+@register_fake("eyefast::trace_eyes")
 def _trace_eyes_fake(origins, dirs, eyes, check=True):
     torch._check(origins.dim() == 2 and origins.shape[1] == 3, lambda: "origins must have shape [N, 3]")
     torch._check(dirs.shape == origins.shape, lambda: "dirs must have the shape of origins")
@@ -297,7 +298,7 @@ def _trace_eyes_fake(origins, dirs, eyes, check=True):
     )
 
 
-@torch.library.register_fake("eyefast::trace_eyes_backward")
+@register_fake("eyefast::trace_eyes_backward")
 def _trace_eyes_bwd_fake(origins, dirs, eyes, t, eye, region, grad_t, grad_normal, grad_refr_dir, grad_fresnel,
                          grad_t_iris, grad_iris_uv):
     return torch.empty_like(origins), torch.empty_like(dirs), torch.empty_like(eyes)
@@ -364,7 +365,7 @@ def rasterize(verts_clip: torch.Tensor, faces: torch.Tensor, height: int, width:
     return torch.ops.eyefast.rasterize(verts_clip.detach(), faces, int(height), int(width), check)
 
 
-@torch.library.register_fake("eyefast::rasterize")
+@register_fake("eyefast::rasterize")
 def _rasterize_fake(verts_clip, faces, height, width, check=True):
     torch._check(verts_clip.dim() == 2 and verts_clip.shape[1] == 4, lambda: "verts_clip must have shape [V, 4]")
     torch._check(faces.dim() == 2 and faces.shape[1] == 3, lambda: "faces must have shape [F, 3]")
@@ -454,14 +455,14 @@ def interpolate(attrs: torch.Tensor, faces: torch.Tensor, pix_to_face: torch.Ten
     return torch.ops.eyefast.interpolate(attrs, faces, pix_to_face, bary, check)
 
 
-@torch.library.register_fake("eyefast::interpolate")
+@register_fake("eyefast::interpolate")
 def _interpolate_fake(attrs, faces, pix_to_face, bary, check=True):
     torch._check(attrs.dim() == 2, lambda: "attrs must have shape [V, C]")
     torch._check(bary.shape == (*pix_to_face.shape, 3), lambda: "bary must have shape [..., 3]")
     return attrs.new_empty(*pix_to_face.shape, attrs.shape[1])
 
 
-@torch.library.register_fake("eyefast::interpolate_backward")
+@register_fake("eyefast::interpolate_backward")
 def _interpolate_bwd_fake(attrs, faces, pix_to_face, bary, grad_out):
     return torch.empty_like(attrs), torch.empty_like(bary)
 

@@ -25,7 +25,9 @@ Conventions (docs/method.md section 1):
 * images keep 8 bits per channel in memory (uint8: ~10.4 MB per 1920x1080 frame with
   its five masks, so 300 frames take ~3.1 GB); they become linear floats
   (``(v / 255) ** gamma``) only when sampled.
-* masks: first channel, 0..1 (``specular_bfm``: mean of the colour channels).
+* masks: first channel, 0..1 (``specular_bfm``: mean of the colour channels). A mask image whose
+  maximum is 1 (an integer image stored as 0/1, as segmentation tools often write them) is read as
+  0/255, with one warning per mask folder.
   ``mask`` is required; ``hair_mask``, ``leye_mask``, ``reye_mask`` and
   ``specular_bfm`` are optional: a missing folder or file gives one warning per
   kind and zeros, as CoRA does.
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 MASK_KINDS = ("mask", "hair_mask", "leye_mask", "reye_mask", "specular_bfm")
+#: the largest image side transforms.json may give (w, h), far above any phone camera
+MAX_IMAGE_SIDE = 16384
 OPTIONAL_MASKS = ("hair_mask", "leye_mask", "reye_mask", "specular_bfm")
 _EXTS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 
@@ -121,6 +125,21 @@ def _find_file(root: str, folder: str, name: str, given: str | None = None) -> s
     return None
 
 
+def unreadable_image(path: str, err: BaseException, what: str = "image") -> str:
+    """The message for an image file imageio could not decode: its own reason, unless that is only a
+    plugin suggestion (imageio answers a corrupt PNG with "pip install imageio[pyav]")."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = None
+    if size == 0:
+        return f"{what} '{path}' is empty (0 bytes)"
+    reason = " ".join(str(err).split())
+    if not reason or "pip install" in reason or "backend" in reason.lower():
+        reason = "the file is corrupt, truncated or not an image (PNG or JPEG)"
+    return f"cannot read {what} '{path}': {reason}"
+
+
 def _read_image(path: str) -> np.ndarray:
     import imageio.v3 as iio
 
@@ -129,10 +148,18 @@ def _read_image(path: str) -> np.ndarray:
             warnings.simplefilter("ignore", DeprecationWarning)
             img = np.asarray(iio.imread(path))
     except Exception as e:  # imageio raises many kinds
-        raise CaptureError(f"cannot read image '{path}': {e}") from None
+        raise CaptureError(unreadable_image(path, e)) from None
     if img.ndim not in (2, 3):
         raise CaptureError(f"image '{path}' has unsupported shape {img.shape}")
     return img
+
+
+def binary_mask_levels(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A mask stored as 0/1 (an integer image whose maximum is 1, as segmentation tools often write them)
+    -> 0/255 uint8, and True; any other image unchanged, and False."""
+    if img.dtype != bool and np.issubdtype(img.dtype, np.integer) and img.size and int(img.max()) == 1:
+        return (img == 1).astype(np.uint8) * 255, True
+    return img, False
 
 
 def _to_unit_uint8(img: np.ndarray, path: str) -> np.ndarray:
@@ -289,8 +316,9 @@ class Capture:
             v = meta[k]
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise CaptureError(f"'{tf_path}': key '{k}' must be a positive integer, got {meta[k]!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_IMAGE_SIDE:
+                raise CaptureError(f"'{tf_path}': key '{k}' (image {'width' if k == 'w' else 'height'} in pixels) "
+                                   f"must be an integer from 1 to {MAX_IMAGE_SIDE}, got {meta[k]!r}")
             out[k] = v
         for k, default in (("fl_x", None), ("fl_y", None), ("cx", out["w"] / 2), ("cy", out["h"] / 2)):
             v = meta.get(k, default)
@@ -332,8 +360,6 @@ class Capture:
     def _load_pixels(self, frames, W0, H0):
         s = self.downscale
         F_, H, W = self.n_frames, self.H, self.W
-        self.images = torch.empty((F_, H, W, 3), dtype=torch.uint8)
-        self.masks = {k: torch.zeros((F_, H, W), dtype=torch.uint8) for k in MASK_KINDS}
         self.image_paths = []
         warned = set()
         for i, fr in enumerate(frames):
@@ -347,6 +373,9 @@ class Capture:
                 )
             self.image_paths.append(p)
             img = self._check_size(_read_image(p), p, W0, H0)
+            if i == 0:  # allocated once the first image confirms transforms.json's w and h
+                self.images = torch.empty((F_, H, W, 3), dtype=torch.uint8)
+                self.masks = {k: torch.zeros((F_, H, W), dtype=torch.uint8) for k in MASK_KINDS}
             if img.ndim == 2:
                 img = np.repeat(img[..., None], 3, axis=-1)
             elif img.shape[-1] == 1:
@@ -372,12 +401,17 @@ class Capture:
                         )
                     continue
                 m = self._check_size(_read_image(mp), mp, W0, H0)
+                if kind != "specular_bfm":  # a mask: its first channel; 0/1-coded masks read as 0/255
+                    m = m[..., 0] if m.ndim == 3 else m
+                    m, binary = binary_mask_levels(m)
+                    if binary and ("01", kind) not in warned:
+                        warned.add(("01", kind))
+                        warnings.warn(
+                            f"capture '{self.root}': the masks in '{os.path.join(self.root, kind)}' hold 0/1 "
+                            "values (maximum 1), not 0/255; reading 1 as foreground (255)", stacklevel=3)
                 m = _to_unit_uint8(m, mp)
-                if m.ndim == 3:
-                    if kind == "specular_bfm":
-                        m = np.round(m[..., : min(3, m.shape[-1])].astype(np.float32).mean(-1)).astype(np.uint8)
-                    else:
-                        m = m[..., 0]
+                if m.ndim == 3:  # specular_bfm: the mean of the colour channels
+                    m = np.round(m[..., : min(3, m.shape[-1])].astype(np.float32).mean(-1)).astype(np.uint8)
                 self.masks[kind][i] = _downscale(torch.from_numpy(np.ascontiguousarray(m))[..., None], s)[..., 0]
         self.images = self.images.to(self.device)
         self.masks = {k: v.to(self.device) for k, v in self.masks.items()}

@@ -60,12 +60,12 @@ class ConfigError(ValueError):
 
 # --------------------------------------------------------------------------- schema
 # Each entry: key -> (kind, default).  Kinds:
-#   "str", "int", "float", "bool", "device" (str or int), "vec3" (3 floats),
-#   "ldm" (4x3 floats or null), "int_list" (list of ints), ("choice", (...)),
-#   "odd_int" (non-negative int)
+#   "str", "name" (one folder name), "int", "float", "bool", "device" (auto, cpu, cuda, cuda:N or N),
+#   "vec3" (3 floats), "ldm" (4x3 floats or null), "int_list" (list of ints), ("choice", (...)).
+# Every numeric key also has a range in RANGES (below).
 
 TOP_DEFAULTS = {
-    "name": ("str", "eyefast"),
+    "name": ("name", "eyefast"),
     "workspace": ("str", "workspace"),
     "device": ("device", "auto"),
     "backbone": (("choice", ("volsdf",)), "volsdf"),
@@ -191,6 +191,90 @@ SECTIONS = {
 SCHEMA = {"": TOP_DEFAULTS, **SECTIONS}
 
 
+# --------------------------------------------------------------------------- ranges
+class Range:
+    """The values a numeric key accepts: ``lo <= v <= hi`` (``lo < v`` / ``v < hi`` when open), and
+    optionally a rule ``rule(v) -> bool`` described by ``rule_text``. For ``vec3``, ``ldm`` and
+    ``int_list`` keys it applies to every number of the value."""
+
+    __slots__ = ("hi", "hi_open", "lo", "lo_open", "rule", "rule_text")
+
+    def __init__(self, lo=-math.inf, hi=math.inf, *, lo_open=False, hi_open=False, rule=None, rule_text=""):
+        self.lo, self.hi, self.lo_open, self.hi_open = lo, hi, lo_open, hi_open
+        self.rule, self.rule_text = rule, rule_text
+
+    def __contains__(self, v) -> bool:
+        lo_ok = v > self.lo if self.lo_open else v >= self.lo
+        hi_ok = v < self.hi if self.hi_open else v <= self.hi
+        return bool(lo_ok and hi_ok and (self.rule is None or self.rule(v)))
+
+    def __str__(self) -> str:
+        def num(x):
+            return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+        parts = []
+        if self.lo > -math.inf:
+            parts.append(f"{'>' if self.lo_open else '>='} {num(self.lo)}")
+        if self.hi < math.inf:
+            parts.append(f"{'<' if self.hi_open else '<='} {num(self.hi)}")
+        text = " and ".join(parts) if parts else "finite"
+        return f"{text}, {self.rule_text}" if self.rule_text else text
+
+
+_ANY = Range()  # any finite number
+_NONNEG = Range(0)  # >= 0 (for frequencies and weights: 0 turns it off)
+_POS = Range(0, lo_open=True)  # > 0
+_COUNT = Range(1)  # an integer >= 1
+
+#: "section.key" (or "key") -> :class:`Range`: every numeric key (int, float, vec3, ldm, int_list) has
+#: one; :func:`load` checks it and the error names the key, the value and the range.
+RANGES = {
+    "data.bound": _POS,
+    "data.eyeball_left_center": _ANY,
+    "data.eyeball_right_center": _ANY,
+    "data.eyeball_min_size": _POS,
+    "data.eyeball_max_size": _POS,
+    "data.eye_gaze": _ANY,
+    "data.left_eye_ldm": _ANY,
+    "data.right_eye_ldm": _ANY,
+    "data.sh_scale": _NONNEG,
+    "data.beta": _POS,  # softplus sharpness of the SH ambient
+    "data.dilate_ks": Range(0, 255, rule=lambda v: v == 0 or v % 2 == 1, rule_text="0 (off) or odd"),
+    "network.num_levels": Range(1, 32),
+    "network.level_dim": Range(1, 8),
+    "network.geo_feat_dim": Range(1, 256),
+    "network.neighbor_eps": _NONNEG,
+    "light.color": _NONNEG,
+    "light.intensity": _POS,
+    "light.gamma": Range(0, 10, lo_open=True),
+    "brdf.min_roughness": Range(0, 1),
+    "brdf.max_roughness": Range(0, 1),
+    "renderer.sample_batch_size": Range(64, 2 ** 31 - 1, rule=lambda v: v % 64 == 0, rule_text="a multiple of 64"),
+    "renderer.render_n_samples": _COUNT,
+    "renderer.chunk_size": _COUNT,
+    "renderer.max_num_ray": _COUNT,
+    "renderer.grid_resolution": Range(8, 1024),
+    "renderer.grid_update_freq": _COUNT,
+    "train.max_steps": _COUNT,
+    "train.init_level": Range(0, 32),
+    "train.level_grow_iter": _COUNT,
+    "train.warmup_steps": _NONNEG,
+    "train.milestones": _NONNEG,
+    "train.save_freq": _NONNEG,
+    "train.val_freq": _NONNEG,
+    "train.vis_freq": _NONNEG,
+    "train.mesh_render_iter": _NONNEG,
+    "train.mesh_resolution": Range(8, 2048),
+    "train.lr": Range(0, 1, lo_open=True),
+    "train.seed": Range(0, 2 ** 32 - 1),  # every step's seed is derived from it in 63 bits
+    "train.eye_grad_clip": _NONNEG,  # 0: off
+    "train.log_every": _COUNT,
+    "train.camera_lr": Range(0, 1, lo_open=True),
+    "train.camera_warmup": _NONNEG,
+    **{f"loss.{k}": _NONNEG for k in LOSS_DEFAULTS},
+}
+
+
 # --------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-4`` / ``-3E5`` as floats (YAML 1.2 style)."""
@@ -223,6 +307,32 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+|[0-9]+)$")
+
+
+def _finite_float(v) -> float | None:
+    """``float(v)`` for a finite number (not a bool), else None."""
+    if not _is_num(v):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a float
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _in_range(name: str, value, numbers) -> None:
+    """Raises ConfigError naming ``name``, ``value`` and the range when one of ``numbers`` is outside
+    ``RANGES[name]``."""
+    rng = RANGES.get(name)
+    if rng is None:
+        return
+    for v in numbers:
+        if v not in rng:
+            what = "every value" if len(numbers) > 1 or isinstance(value, (list, tuple)) else "the value"
+            raise ConfigError(f"config key '{name}': {value!r} is out of range: {what} must be {rng}")
+
+
 def _check(kind, value, name: str):
     """Return the validated (normalised) value or raise ConfigError naming ``name``."""
 
@@ -237,9 +347,20 @@ def _check(kind, value, name: str):
         if not isinstance(value, str):
             raise bad("a string")
         return value
+    if kind == "name":  # the run's folder inside the workspace: a plain folder name
+        if not isinstance(value, str):
+            raise bad("a string")
+        if (not value.strip() or value in (".", "..") or os.path.isabs(value) or "/" in value or "\\" in value
+                or "\0" in value):
+            raise ConfigError(f"config key '{name}': {value!r} is not a plain run name: the run goes to "
+                              "<workspace>/<name>/, so the name must be one folder name (no '/' or '\\', not '.' "
+                              "or '..', not absolute); put the path into 'workspace' (--workspace) instead")
+        return value
     if kind == "device":
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise bad("a device string or CUDA index")
+        if not _DEVICE_RE.match(str(value).strip()):
+            raise ConfigError(f"config key '{name}': expected auto, cpu, cuda, cuda:N or a CUDA index N, got {value!r}")
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -250,31 +371,40 @@ def _check(kind, value, name: str):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("an integer")
+        _in_range(name, value, [value])
         return value
     if kind == "float":
-        if not _is_num(value) or not math.isfinite(float(value)):
+        f = _finite_float(value)
+        if f is None:
             raise bad("a finite number")
-        return float(value)
+        _in_range(name, value, [f])
+        return f
     if kind == "vec3":
-        if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_num(v) for v in value):
-            raise bad("a list of 3 numbers")
-        return [float(v) for v in value]
+        vals = [_finite_float(v) for v in value] if isinstance(value, (list, tuple)) else None
+        if vals is None or len(vals) != 3 or any(v is None for v in vals):
+            raise bad("a list of 3 finite numbers")
+        _in_range(name, value, vals)
+        return vals
     if kind == "ldm":
         if value is None:
             return None
         ok = (
             isinstance(value, (list, tuple))
             and len(value) == 4
-            and all(isinstance(p, (list, tuple)) and len(p) == 3 and all(_is_num(v) for v in p) for p in value)
+            and all(isinstance(p, (list, tuple)) and len(p) == 3 and all(_finite_float(v) is not None for v in p)
+                    for p in value)
         )
         if not ok:
-            raise bad("a 4x3 list of numbers (four 3D landmarks) or null")
-        return [[float(v) for v in p] for p in value]
+            raise bad("a 4x3 list of finite numbers (four 3D landmarks) or null")
+        pts = [[float(v) for v in p] for p in value]
+        _in_range(name, value, [v for p in pts for v in p])
+        return pts
     if kind == "int_list":
         if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in value
         ):
             raise bad("a list of integers")
+        _in_range(name, value, list(value))
         return [int(v) for v in value]
     raise AssertionError(kind)  # pragma: no cover
 
@@ -291,40 +421,18 @@ def _full(section: str, key: str) -> str:
 
 
 def _cross_checks(d: dict):
-    data, rend, brdf = d["data"], d["renderer"], d["brdf"]
-    if data["bound"] <= 0:
-        raise ConfigError(f"config key 'data.bound': must be > 0, got {data['bound']}")
-    if not 0 < data["eyeball_min_size"] <= data["eyeball_max_size"]:
+    """Checks between keys (each key's own range is checked as it is read: RANGES)."""
+    data, brdf = d["data"], d["brdf"]
+    if not data["eyeball_min_size"] <= data["eyeball_max_size"]:
         raise ConfigError(
             "config keys 'data.eyeball_min_size'/'data.eyeball_max_size': need 0 < min <= max, got "
             f"{data['eyeball_min_size']} and {data['eyeball_max_size']}"
         )
-    if not 0 <= brdf["min_roughness"] <= brdf["max_roughness"] <= 1:
+    if not brdf["min_roughness"] <= brdf["max_roughness"]:
         raise ConfigError(
             "config keys 'brdf.min_roughness'/'brdf.max_roughness': need 0 <= min <= max <= 1, got "
             f"{brdf['min_roughness']} and {brdf['max_roughness']}"
         )
-    if rend["sample_batch_size"] <= 0 or rend["sample_batch_size"] % 64:
-        raise ConfigError(
-            f"config key 'renderer.sample_batch_size': must be a positive multiple of 64, got {rend['sample_batch_size']}"
-        )
-    for k in ("render_n_samples", "chunk_size", "max_num_ray", "grid_resolution", "grid_update_freq"):
-        if rend[k] <= 0:
-            raise ConfigError(f"config key 'renderer.{k}': must be > 0, got {rend[k]}")
-    if d["train"]["lr"] <= 0:
-        raise ConfigError(f"config key 'train.lr': must be > 0, got {d['train']['lr']}")
-    if not (d["train"]["eye_grad_clip"] >= 0 and math.isfinite(d["train"]["eye_grad_clip"])):
-        raise ConfigError(f"config key 'train.eye_grad_clip': must be a finite number >= 0 (0: off), got "
-                          f"{d['train']['eye_grad_clip']}")
-    if not (d["train"]["camera_lr"] > 0 and d["train"]["camera_warmup"] >= 0):
-        raise ConfigError(f"config keys 'train.camera_lr'/'train.camera_warmup': need camera_lr > 0 and "
-                          f"camera_warmup >= 0, got {d['train']['camera_lr']} and {d['train']['camera_warmup']}")
-    if d["train"]["log_every"] <= 0:
-        raise ConfigError(f"config key 'train.log_every': must be > 0, got {d['train']['log_every']}")
-    if d["train"]["level_grow_iter"] <= 0:
-        raise ConfigError(f"config key 'train.level_grow_iter': must be > 0, got {d['train']['level_grow_iter']}")
-    if data["dilate_ks"] < 0:
-        raise ConfigError(f"config key 'data.dilate_ks': must be >= 0, got {data['dilate_ks']}")
 
 
 # --------------------------------------------------------------------------- objects

@@ -3,7 +3,7 @@
 Usage::
 
     python -m eyefast.synth OUT [--preset demo|tiny] [--views N] [--resolution R]
-                                [--seed S] [--refractive]
+                                [--seed S] [--refractive] [--texture smooth|fine] [--renderer trace|mesh]
 
 writes a complete capture folder (SPEC section 1) plus ground truth::
 
@@ -50,8 +50,17 @@ Conventions
   lit along the reversed refracted ray with transmission (1 - F)^2.  Without the
   flag the iris is painted on the sphere (CoRA's model).
 
-Rendering is sphere tracing of the analytic SDF (smooth union of ellipsoids) with one
-sample at each pixel centre; the output is deterministic for a given seed.
+* ``texture="fine"`` (``--texture fine``) adds a seeded high-frequency 3D pattern (value noise,
+  features a few hundredths of a unit across) to the skin and hair albedo: enough texture for
+  structure from motion (SIFT) to match views, as real skin pores, freckles and hair strands do.
+
+Rendering (``renderer``) is either sphere tracing of the analytic SDF (smooth union of ellipsoids;
+``trace``, the default) with one sample at each pixel centre, or rasterisation (``mesh``) of the
+marching-cubes face surface plus two icosphere eyeballs with eyefast's rasteriser, shaded the same
+way at each pixel's surface point (the face's normals and materials interpolated from its vertices): far
+faster, for
+larger images and view counts (tests of ``eyefast prepare``); the sphere eye model only. Either output
+is deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -69,7 +78,8 @@ import torch.nn.functional as F
 from ..scene import shading as S
 from .capture import cora_to_nerf
 
-__all__ = ["Head", "PRESETS", "generate", "look_at", "sweep_cameras", "LIGHT_INTENSITY", "EYE_RADIUS"]
+__all__ = ["Head", "PRESETS", "TEXTURES", "RENDERERS", "generate", "look_at", "sweep_cameras", "render", "render_mesh",
+           "LIGHT_INTENSITY", "EYE_RADIUS"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,8 @@ PRESETS = {
     "tiny": {"resolution": 32, "views": 8, "mc_res": 48},
     "demo": {"resolution": 128, "views": 50, "mc_res": 128},
 }
+TEXTURES = ("smooth", "fine")
+RENDERERS = ("trace", "mesh")
 LIGHT_INTENSITY = 12.0
 GAMMA = 2.2
 EYE_RADIUS = 0.05
@@ -115,6 +127,28 @@ def _smoothstep(e0, e1, x):
     return t * t * (3.0 - 2.0 * t)
 
 
+def _value_noise(p, freq: float, seed: float):
+    """Smooth 3D value noise in [0, 1] at points ``[N, 3]`` (lattice spacing ``1 / freq``): random values at the
+    lattice points (a sine hash, in float64 for reproducibility), blended with smoothstep weights."""
+    q = p.double() * freq
+    i0 = torch.floor(q)
+    f = q - i0
+    w = f * f * (3.0 - 2.0 * f)
+    key = torch.tensor([127.1, 311.7, 74.7], dtype=torch.float64)
+    out = torch.zeros(p.shape[0], dtype=torch.float64)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                corner = i0 + torch.tensor([dx, dy, dz], dtype=torch.float64)
+                h = torch.sin(corner @ key + seed) * 43758.5453
+                v = h - torch.floor(h)
+                wx = w[:, 0] if dx else 1.0 - w[:, 0]
+                wy = w[:, 1] if dy else 1.0 - w[:, 1]
+                wz = w[:, 2] if dz else 1.0 - w[:, 2]
+                out = out + v * wx * wy * wz
+    return out.to(p.dtype)
+
+
 class Head:
     """The analytic head: face SDF, eyeballs, materials.  All inputs ``[N, 3]`` world points."""
 
@@ -134,8 +168,12 @@ class Head:
         ((0.0, -0.55, -0.08), (0.15, 0.25, 0.15)),  # neck
     ]
 
-    def __init__(self, refractive: bool = False, seed: int = 0):
+    def __init__(self, refractive: bool = False, seed: int = 0, texture: str = "smooth"):
+        if texture not in TEXTURES:
+            raise ValueError(f"unknown texture {texture!r}; textures: {', '.join(TEXTURES)}")
         self.refractive = refractive
+        self.texture = texture
+        self.seed = seed
         self.r = EYE_RADIUS
         rng = np.random.RandomState(seed)
         self.phase = torch.tensor(rng.uniform(0, 2 * math.pi, size=(6,)), dtype=torch.float32)
@@ -217,8 +255,13 @@ class Head:
         tzone = torch.exp(-((x / 0.09) ** 2)) * (y > -0.2)
         spec = (0.45 + 0.15 * noise + 0.3 * tzone).clamp(0.0, 1.0)
         rough = (0.42 - 0.08 * tzone + 0.05 * noise).clamp(0.1, 0.8)
+        if self.texture == "fine":  # freckles and pores: two octaves of value noise, ~0.02-0.04 units across
+            fine = 0.55 * _value_noise(p, 30.0, 0.37 * self.seed) + 0.45 * _value_noise(p, 61.0, 1.0 + 0.37 * self.seed)
+            alb = alb * (0.2 + 1.6 * _smoothstep(0.25, 0.75, fine))[:, None]
         hair = self.hair(p)
         hair_alb = p.new_tensor([0.045, 0.03, 0.022]) * (1.0 + 0.3 * torch.sin(60.0 * x + 40.0 * z))[:, None]
+        if self.texture == "fine":
+            hair_alb = hair_alb * (0.4 + 1.8 * _value_noise(p, 45.0, 2.0 + 0.37 * self.seed))[:, None]
         alb = torch.where(hair[:, None], hair_alb, alb)
         spec = torch.where(hair, torch.zeros_like(spec), spec)
         rough = torch.where(hair, torch.full_like(rough, 0.8), rough)
@@ -450,6 +493,88 @@ def render(head: Head, c2w: np.ndarray, W: int, H: int, fl: float, chunk: int = 
     }
 
 
+def _icosphere(level: int = 3):
+    """Unit icosphere: ``(verts [V, 3] float32, faces [F, 3] int64)``."""
+    import trimesh
+
+    m = trimesh.creation.icosphere(subdivisions=level)
+    return np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int64)
+
+
+def render_mesh(head: Head, c2w: np.ndarray, W: int, H: int, fl: float, mesh_res: int = 128, face_mesh=None):
+    """:func:`render`'s output from rasterised meshes (``renderer="mesh"``): the marching-cubes face
+    surface at ``mesh_res`` (smooth vertex normals) and two icosphere eyeballs, shaded at each pixel's
+    surface point as :func:`render` shades (the face's normals and materials interpolated from its vertices).
+    Sphere eye model only. ``face_mesh``: ``(verts, faces)`` of
+    :func:`_face_mesh` when already computed."""
+    from ..core import ops
+
+    if head.refractive:
+        raise ValueError("renderer 'mesh' draws the sphere eye model only (use renderer 'trace' with refractive)")
+    fv, ff = face_mesh if face_mesh is not None else _face_mesh(head, mesh_res)
+    import trimesh
+
+    fn = np.asarray(trimesh.Trimesh(fv, ff, process=False).vertex_normals, np.float32)
+    sv, sf = _icosphere(4)
+    verts, faces, normals, part = [fv], [ff], [fn], [np.zeros(len(ff), np.int64)]
+    off = len(fv)
+    for k in range(2):
+        c = head.eye_centers[k].numpy()
+        verts.append(sv * head.r + c)
+        faces.append(sf + off)
+        normals.append(sv)
+        part.append(np.full(len(sf), k + 1, np.int64))
+        off += len(sv)
+    verts = torch.from_numpy(np.concatenate(verts)).float().contiguous()
+    faces = torch.from_numpy(np.concatenate(faces)).contiguous()
+    normals = torch.from_numpy(np.concatenate(normals)).float().contiguous()
+    part = torch.from_numpy(np.concatenate(part))
+    K = torch.tensor([[fl, 0.0, W / 2], [0.0, fl, H / 2], [0.0, 0.0, 1.0]])
+    sh = torch.tensor(SH_AMBIENT)[:, None].repeat(1, 3)
+    light = {"light_color": [1.0, 1.0, 1.0], "light_intensity": LIGHT_INTENSITY, "sh_coeffs": sh, "beta": SH_BETA}
+    # the face's materials at its vertices (interpolated per pixel: the noise is smoother than the facets)
+    alb, sp, ro, hr = head.skin(torch.from_numpy(fv))
+    n_eye = len(verts) - len(fv)
+    mat = torch.cat([torch.cat([alb, sp[:, None], ro[:, None], hr[:, None].float()], -1),
+                     torch.zeros(n_eye, 6)]).contiguous()
+    V = c2w.shape[0]
+    out = {k: torch.zeros((V, H, W), dtype=torch.bool) for k in ("mask", "hair", "leye", "reye")}
+    out["rgb"] = torch.zeros(V, H, W, 3)
+    out["spec"] = torch.zeros(V, H, W)
+    for v in range(V):
+        m = torch.from_numpy(c2w[v]).float()
+        w2c = torch.linalg.inv(m)
+        clip = ops.project_to_clip(verts, K, w2c, H, W, near=0.05, far=100.0)
+        p2f, bary, _ = ops.rasterize(clip, faces, H, W)
+        hit = p2f >= 0
+        if not hit.any():
+            continue
+        p = ops.interpolate(verts, faces, p2f, bary)[hit]
+        n = F.normalize(ops.interpolate(normals, faces, p2f, bary)[hit], dim=-1)
+        mt = ops.interpolate(mat, faces, p2f, bary)[hit]
+        which = part[p2f[hit].long()]
+        cam = m[:3, 3].expand_as(p)
+        rgb = torch.zeros(p.shape[0], 3)
+        spec = torch.zeros(p.shape[0])
+        fsel = which == 0
+        if fsel.any():
+            mf = mt[fsel]
+            rgb[fsel] = S.shade_colocated(p[fsel], n[fsel], cam[fsel], mf[:, :3], mf[:, 3:4], mf[:, 4:5], **light)["rgb"]
+            spec[fsel] = mf[:, 3]
+        for k in (1, 2):
+            sel = which == k
+            if sel.any():
+                rgb[sel] = _shade_eyes_sphere(head, p[sel], cam[sel], k - 1, light)[0]
+                spec[sel] = 0.2
+        out["rgb"][v][hit] = rgb
+        out["spec"][v][hit] = spec
+        out["mask"][v] = hit
+        out["hair"][v][hit] = (which == 0) & (mt[:, 5] > 0.5)
+        out["leye"][v][hit] = which == 1
+        out["reye"][v][hit] = which == 2
+    return out
+
+
 # --------------------------------------------------------------------------- output
 def _face_mesh(head: Head, res: int):
     import mcubes
@@ -537,11 +662,19 @@ def _config_dict(head: Head, preset: str, refractive: bool) -> dict:
     }
 
 
-def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive=False) -> dict:
+#: the largest capture :func:`generate` makes (it renders every view in memory at once)
+MAX_VIEWS = 1000
+MAX_RESOLUTION = 2048
+
+
+def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive=False, texture="smooth",
+             renderer="trace") -> dict:
     """Write a synthetic capture to folder ``out``; returns a summary dict.
 
     Args: see the module docstring / CLI.  ``views`` and ``resolution`` override the
     preset: ``resolution`` is the side of square images, or ``(width, height)``.
+    ``texture``: ``"smooth"`` or ``"fine"`` (high-frequency albedo); ``renderer``: ``"trace"`` or
+    ``"mesh"`` (see the module docstring).
     """
     import yaml
 
@@ -549,15 +682,20 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    if renderer not in RENDERERS:
+        raise ValueError(f"unknown renderer {renderer!r}; renderers: {', '.join(RENDERERS)}")
+    if renderer == "mesh" and refractive:
+        raise ValueError("renderer 'mesh' draws the sphere eye model only: use renderer 'trace' with refractive")
     pr = PRESETS[preset]
-    V = int(views or pr["views"])
+    V = int(views if views is not None else pr["views"])
     res_ = resolution or pr["resolution"]
     W, H = (int(res_[0]), int(res_[1])) if isinstance(res_, (tuple, list)) else (int(res_), int(res_))
     R = min(W, H)
-    if V < 1 or R < 4:
-        raise ValueError(f"need views >= 1 and a resolution >= 4, got {V} views and {W}x{H}")
+    if not (1 <= V <= MAX_VIEWS and 4 <= R and max(W, H) <= MAX_RESOLUTION):
+        raise ValueError(f"need 1 to {MAX_VIEWS} views and a resolution of 4 to {MAX_RESOLUTION} pixels per side, "
+                         f"got {V} views and {W}x{H}")
     t0 = time.time()
-    head = Head(refractive=refractive, seed=seed)
+    head = Head(refractive=refractive, seed=seed, texture=texture)
     # landmarks must lie on the exposed globe (outside the skin)
     for w in (0, 1):
         fd = head.face_sdf(head.landmarks(w))
@@ -568,7 +706,13 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
     out = os.path.abspath(out)
     for sub in ("image", "mask", "hair_mask", "leye_mask", "reye_mask", "specular_bfm", "gt"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
-    res = render(head, c2w, W, H, fl)
+    mc_res = pr["mc_res"]
+    if renderer == "mesh":
+        mc_res = max(mc_res, min(192, max(W, H) // 2))  # facets about 2 pixels across
+        gt_mesh = _face_mesh(head, mc_res)
+        res = render_mesh(head, c2w, W, H, fl, mc_res, gt_mesh)
+    else:
+        res = render(head, c2w, W, H, fl)
     srgb = (res["rgb"].clamp(0, 1) ** (1.0 / GAMMA) * 255.0 + 0.5).to(torch.uint8).numpy()
     u8 = lambda b: (b.numpy().astype(np.uint8) * 255)  # noqa: E731
     frames = []
@@ -595,7 +739,7 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
         f.write("# eyefast.synth: CoRA-style config for this synthetic capture\n")
         yaml.safe_dump(cfg, f, sort_keys=False, default_flow_style=None)
     # ground truth
-    verts, faces = _face_mesh(head, pr["mc_res"])
+    verts, faces = gt_mesh if renderer == "mesh" else _face_mesh(head, mc_res)
     _write_obj(os.path.join(out, "gt", "face.obj"), verts, faces)
     alb, sp, ro, _ = head.skin(torch.from_numpy(verts))
     np.save(os.path.join(out, "gt", "albedo.npy"), alb.numpy().astype(np.float32))
@@ -620,6 +764,7 @@ def generate(out, preset="tiny", views=None, resolution=None, seed=0, refractive
         json.dump(eyes, f, indent=1)
     scene = {
         "preset": preset, "views": V, "resolution": [W, H] if W != H else R, "seed": seed, "refractive": refractive,
+        "texture": texture, "renderer": renderer,
         "light": {"color": [1.0, 1.0, 1.0], "intensity": LIGHT_INTENSITY, "gamma": GAMMA},
         "sh_ambient": {"coeffs_per_channel": SH_AMBIENT, "beta": SH_BETA, "occlusion": 1.0, "sh_scale": 1.0},
         "world": "+y up, +z face forward, +x subject's left; converted (CoRA) convention",

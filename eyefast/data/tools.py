@@ -22,9 +22,11 @@ Conventions
   ``[H, W, 3]`` array of world points at texel centres, in the same orientation as the texture
   PNGs (row 0 = top = v near 1); texels no face covers hold NaN (all-zero rows are also read as
   empty).
-* Painted masks (``diffuse_leye_mask.png`` / ``diffuse_reye_mask.png``): any image the size of
-  the user's choice; its first channel >= 0.5 (after bilinear lookup at the pixel's UV) marks the
-  eye. Written eye masks: single-channel 8-bit PNGs, 0 or 255 (as :mod:`eyefast.synth` writes
+* Painted masks (``diffuse_leye_mask.png`` / ``diffuse_reye_mask.png``): an image of the UV map's
+  square layout (the exported ``diffuse.png`` is N x N; any size from 16 texels, square within 2%);
+  its first channel >= 0.5 (after bilinear lookup at the pixel's UV) marks the eye (0/1-coded masks
+  are read as 0/255). The tool does not replace eye masks already in the output folder unless asked
+  to (``overwrite``). Written eye masks: single-channel 8-bit PNGs, 0 or 255 (as :mod:`eyefast.synth` writes
   them), one per frame, named like the frame (``leye_mask/<frame>.png``, ``reye_mask/<frame>.png``).
 * Painted landmarks: pure green (0, 255, 0) texels (``--tolerance`` allows JPEG-damaged ones);
   each 8-connected group of green texels is one landmark, located at the mean of its texels'
@@ -34,7 +36,8 @@ Conventions
   index ``i`` covers ``[i, i + 1)`` (the coordinates :meth:`eyefast.data.Capture.project`
   returns; the ray through ``x`` is ``Capture.rays(pixel = x - 0.5)``). Detectors that put pixel
   centres at integers (OpenCV style) need ``--integer-pixel-centers`` (adds 0.5). An eye may be
-  missing (or null) in some images; each eye needs at least 2 views.
+  missing (or null) in some images; each eye needs at least 2 views. Points must lie inside the image
+  (within 2% of its larger side), the two eyes of an image must differ, and an entry has no other keys.
 """
 
 from __future__ import annotations
@@ -87,10 +90,11 @@ def load_mesh_uv(path):
     return verts, uvs, faces
 
 
-def _read_image(path, what: str) -> np.ndarray:
+def _read_image(path, what: str, mask: bool = False) -> np.ndarray:
+    """An image as uint8; ``mask``: its first channel, with 0/1-coded masks read as 0/255 (and a warning)."""
     import imageio.v3 as iio
 
-    from .capture import _to_unit_uint8
+    from .capture import _to_unit_uint8, binary_mask_levels, unreadable_image
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -98,13 +102,45 @@ def _read_image(path, what: str) -> np.ndarray:
     try:
         img = np.asarray(iio.imread(path))
     except Exception as e:  # imageio raises many kinds
-        raise ToolError(f"cannot read {what} '{path}': {e}") from None
-    if img.ndim not in (2, 3):
+        raise ToolError(unreadable_image(path, e, what)) from None
+    if img.ndim not in (2, 3) or min(img.shape[:2]) < 1:
         raise ToolError(f"{what} '{path}' has unsupported shape {img.shape}")
+    if mask:
+        img = img[..., 0] if img.ndim == 3 else img
+        img, binary = binary_mask_levels(img)
+        if binary:
+            logging.getLogger(__name__).warning(
+                f"{what} '{path}' holds 0/1 values (maximum 1), not 0/255: reading 1 as the eye")
     try:
         return _to_unit_uint8(img, path)
     except ValueError as e:
         raise ToolError(str(e)) from None
+
+
+#: painted UV masks: the UV map is square (the export's textures are N x N), so a painted mask must be
+#: square to this relative tolerance, and at least this many texels per side
+PAINT_ASPECT_TOLERANCE = 0.02
+PAINT_MIN_SIZE = 16
+
+
+def _check_paint(m: np.ndarray, path: str, what: str) -> None:
+    """A painted UV mask must be square (the UV layout of the exported textures), big enough to resolve an
+    eye, and hold some white texels."""
+    h, w = m.shape[:2]
+    if abs(w - h) > PAINT_ASPECT_TOLERANCE * max(w, h):
+        raise ToolError(f"{what} '{path}' is {w}x{h} (w x h), but the UV map is square (the exported "
+                        f"diffuse.png is N x N): paint on an image of the texture's layout (any size, square "
+                        f"within {PAINT_ASPECT_TOLERANCE:.0%})")
+    if min(w, h) < PAINT_MIN_SIZE:
+        raise ToolError(f"{what} '{path}' is {w}x{h}: too small to hold an eye; paint at the texture's size "
+                        f"(at least {PAINT_MIN_SIZE}x{PAINT_MIN_SIZE})")
+    white = float((m >= 128).mean())
+    if white == 0.0:
+        raise ToolError(f"{what} '{path}' has no white texel: paint the eye white (first channel >= 0.5) on black")
+    if white > 0.5:
+        logging.getLogger(__name__).warning(
+            f"{what} '{path}' is {white:.0%} white; an eye covers a small part of the texture: is it inverted? "
+            "(paint the eye white on black)")
 
 
 def bake_coord_map(verts, uvs, faces, height: int, width: int) -> np.ndarray:
@@ -131,7 +167,7 @@ def config_lines(result: dict) -> str:
 
 # --------------------------------------------------------------------------- eye-masks
 def eye_masks(capture, mesh_uv, left_mask=None, right_mask=None, out_dir=None, device="cpu",
-              progress: bool = True) -> dict:
+              progress: bool = True, overwrite: bool = False) -> dict:
     """Rasterises ``mesh_uv`` in every frame of the capture, looks up the painted UV eye masks and
     writes ``<out_dir>/leye_mask/<frame>.png`` and ``<out_dir>/reye_mask/<frame>.png``.
 
@@ -142,6 +178,9 @@ def eye_masks(capture, mesh_uv, left_mask=None, right_mask=None, out_dir=None, d
             ``<capture>/diffuse_reye_mask.png``.
         out_dir: where the mask folders go (default: the capture folder).
         device: where to rasterise.
+        overwrite: replace the masks already in ``<out_dir>/leye_mask/`` or ``reye_mask/``; without it
+            such a folder holding files is an error (the capture's own eye masks are never replaced
+            by accident).
 
     Returns:
         ``{"frames": n, "left_pixels": [...], "right_pixels": [...], "out_dir": ...}``: the
@@ -154,12 +193,23 @@ def eye_masks(capture, mesh_uv, left_mask=None, right_mask=None, out_dir=None, d
     from .capture import Capture
 
     capture = os.path.abspath(os.fspath(capture))
+    if not os.path.isdir(capture):
+        raise ToolError(f"capture folder '{capture}' does not exist")
+    out_dir = os.path.abspath(os.fspath(out_dir)) if out_dir else capture
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ToolError(f"--out '{out_dir}' is a file, not a folder")
+    for sub in ("leye_mask", "reye_mask"):
+        d = os.path.join(out_dir, sub)
+        held = [f for f in os.listdir(d) if not f.startswith(".")] if os.path.isdir(d) else []
+        if held and not overwrite:
+            raise ToolError(f"'{d}' already holds {len(held)} file(s) (e.g. {min(held)}); eye-masks does not "
+                            "replace them unless you pass --overwrite; or write elsewhere with --out DIR")
     left_mask = left_mask or os.path.join(capture, "diffuse_leye_mask.png")
     right_mask = right_mask or os.path.join(capture, "diffuse_reye_mask.png")
     paints = []
     for path, what in ((left_mask, "left eye UV mask"), (right_mask, "right eye UV mask")):
-        img = _read_image(path, what)
-        m = img if img.ndim == 2 else img[..., 0]
+        m = _read_image(path, what, mask=True)
+        _check_paint(m, os.fspath(path), what)
         paints.append(torch.from_numpy(np.ascontiguousarray(m)).float().div(255.0)[None, None].to(device))
     verts, uvs, faces = load_mesh_uv(mesh_uv)
     import warnings
@@ -168,7 +218,6 @@ def eye_masks(capture, mesh_uv, left_mask=None, right_mask=None, out_dir=None, d
         warnings.simplefilter("ignore", UserWarning)
         cap = Capture(capture, split="all", pixels=False)  # the cameras alone: no image is decoded
     K, w2c = cap.K.to(device), cap.w2c.to(device)
-    out_dir = os.path.abspath(os.fspath(out_dir)) if out_dir else capture
     for sub in ("leye_mask", "reye_mask"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
     verts, uvs, faces = verts.to(device), uvs.to(device), faces.to(device)
@@ -343,6 +392,10 @@ def nearest_point_to_rays(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return np.linalg.solve(A, b)
 
 
+#: triangulate: how far outside the image (a fraction of its larger side) a 2D landmark may lie
+TRIANGULATE_MARGIN = 0.02
+
+
 def triangulate(capture, landmarks, integer_pixel_centers: bool = False) -> dict:
     """Triangulates multi-view 2D eye landmarks (see the module docstring for the JSON format).
 
@@ -384,18 +437,47 @@ def triangulate(capture, landmarks, integer_pixel_centers: bool = False) -> dict
         )
     c2w = cap.c2w64.numpy()
     off = 0.5 if integer_pixel_centers else 0.0
+    margin = TRIANGULATE_MARGIN * max(cap.W, cap.H)
+    eyes = ("left_eye", "right_eye")
+    for name, entry in landmarks.items():  # the entries' form, before any eye is triangulated
+        if not isinstance(entry, dict):
+            raise ToolError(f"{src}: entry '{name}' must be an object with 'left_eye' / 'right_eye' lists")
+        extra = [k for k in entry if k not in eyes]
+        if extra:
+            raise ToolError(f"{src}: entry '{name}' has unknown key(s) {', '.join(repr(str(k)) for k in extra)}; "
+                            "the keys are 'left_eye' and 'right_eye'")
+        arrs = {}
+        for eye in eyes:
+            pts = entry.get(eye)
+            if pts is None:
+                continue
+            try:
+                arr = np.asarray(pts, dtype=np.float64) if isinstance(pts, list) else None
+            except (TypeError, ValueError):
+                arr = None
+            if arr is None or arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
+                raise ToolError(f"{src}: '{name}' {eye} must be a list of [x, y] pixel coordinates, got {pts!r}"[:300])
+            u = arr + off
+            out = (u[:, 0] < -margin) | (u[:, 0] > cap.W + margin) | (u[:, 1] < -margin) | (u[:, 1] > cap.H + margin)
+            if out.any():
+                k = int(np.argmax(out))
+                raise ToolError(
+                    f"{src}: '{name}' {eye} point {k} ({arr[k, 0]:g}, {arr[k, 1]:g}) lies outside the {cap.W}x{cap.H} "
+                    "image (pixel coordinates: x from 0 to the width, y from 0 to the height); are they normalised "
+                    "to 0..1, or from another image size?")
+            arrs[eye] = arr
+        if len(arrs) == 2 and arrs["left_eye"].shape == arrs["right_eye"].shape and \
+                np.abs(arrs["left_eye"] - arrs["right_eye"]).max() < 0.5:
+            raise ToolError(f"{src}: '{name}' gives the same points for left_eye and right_eye; each eye needs "
+                            "its own 4 landmarks")
     result, views, rms = {}, {}, {}
     for eye, key in (("left_eye", "left_eye_ldm"), ("right_eye", "right_eye_ldm")):
         origins, dirs = [], []  # per view: [4, 3]
         for name, entry in landmarks.items():
-            if not isinstance(entry, dict):
-                raise ToolError(f"{src}: entry '{name}' must be an object with 'left_eye' / 'right_eye' lists")
             pts = entry.get(eye)
             if pts is None:
                 continue
-            arr = np.asarray(pts, dtype=np.float64) if isinstance(pts, list) else None
-            if arr is None or arr.ndim != 2 or arr.shape[1] != 2 or not np.isfinite(arr).all():
-                raise ToolError(f"{src}: '{name}' {eye} must be a list of [x, y] pixel coordinates, got {pts!r}"[:300])
+            arr = np.asarray(pts, dtype=np.float64)
             if arr.shape[0] != 4:
                 raise ToolError(
                     f"{src}: '{name}' has {arr.shape[0]} {eye} landmark(s); every image must give the same 4 "
@@ -420,6 +502,10 @@ def triangulate(capture, landmarks, integer_pixel_centers: bool = False) -> dict
             v = pts3[k][None] - O[:, k]
             dist.append(np.linalg.norm(v - (v * Dn[:, k]).sum(-1, keepdims=True) * Dn[:, k], axis=-1))
         rms[eye] = float(np.sqrt(np.mean(np.square(dist))))
+    gap = np.linalg.norm(np.mean(result["left_eye_ldm"], 0) - np.mean(result["right_eye_ldm"], 0))
+    if not gap > 0:
+        raise ToolError(f"{src}: the left and right eyes triangulate to the same points; each eye needs its own "
+                        "landmarks")
     return {**result, "views": views, "rms_ray_distance": rms}
 
 

@@ -1,7 +1,8 @@
 """Pure-PyTorch references of the eye ops: ray/sphere intersection and refraction.
 
 Same contracts as the kernels (``csrc/include/eyefast/ray_sphere.h``, ``refract.h``): see
-:func:`eyefast.ops.ray_sphere_intersect` and :func:`eyefast.ops.refract`. They are written for
+:func:`eyefast.ops.ray_sphere_intersect` and :func:`eyefast.ops.refract`. Directions of any length
+> 0 are first scaled by a power of two (:func:`_dir_scale`, exact), as the kernels do. They are written for
 clarity and autograd (every branch masked with safe values so no NaN leaks into gradients), not
 speed, and are differentiable in float64.
 """
@@ -11,6 +12,17 @@ from __future__ import annotations
 import torch
 
 from ..core.eyes import REGION_CORNEA, gaze_frame
+
+
+def _dir_scale(v: torch.Tensor) -> torch.Tensor:
+    """The power of two ``p [..., 1]`` that brings the largest |component| of ``v [..., 3]`` into [1, 2),
+    the exponent clamped to the dtype's normal range: the kernels' ``dir_scale`` (common.h). Scaling a
+    direction by it is exact and lets any length > 0 be traced (|d|^2 neither overflows nor underflows);
+    constant, so autograd differentiates through the scaled direction unchanged."""
+    m = v.detach().abs().amax(-1, keepdim=True)
+    _, e = torch.frexp(m)  # m = mant 2^e, mant in [0.5, 1): floor(log2 m) = e - 1
+    lim = {torch.float64: 1022, torch.float16: 14}.get(v.dtype, 126)  # the normal exponents
+    return torch.pow(2.0, -(e - 1).clamp(-lim, lim).to(v.dtype))
 
 
 def _sphere_roots(oc: torch.Tensor, d: torch.Tensor, r: torch.Tensor):
@@ -48,6 +60,8 @@ def ray_sphere_intersect(origins, dirs, centers, radii):
     if s == 0 or n == 0:
         return inf, inf.clone(), torch.full((n,), -1, dtype=torch.long, device=origins.device), origins.new_zeros(n, 3)
     oc = origins[:, None, :] - centers[None, :, :]  # [N,S,3]
+    scale = _dir_scale(dirs)  # traced along scale * dirs (any length > 0); t scaled back below
+    dirs = dirs * scale
     d = dirs[:, None, :]
     hit, t0, t1 = _sphere_roots(oc, d, radii)
     valid = hit & (t1 >= 0)
@@ -66,7 +80,7 @@ def ray_sphere_intersect(origins, dirs, centers, radii):
     p = oc[rows, best] + torch.where(outside, t0b, torch.zeros_like(t0b))[:, None] * dirs
     pn = p.norm(dim=-1, keepdim=True)
     normal = torch.where(outside[:, None], p / torch.where(outside[:, None], pn, r[:, None]), torch.zeros_like(p))
-    return t_near, t_far, index, normal
+    return t_near * scale[:, 0], t_far * scale[:, 0], index, normal
 
 
 def refract(dirs, normals, eta):
@@ -78,6 +92,7 @@ def refract(dirs, normals, eta):
     if not torch.is_tensor(eta):
         eta = torch.tensor(eta, dtype=dirs.dtype, device=dirs.device)
     eta = eta.reshape(-1) if eta.dim() > 0 else eta
+    dirs, normals = dirs * _dir_scale(dirs), normals * _dir_scale(normals)  # any length > 0
     u = dirs / dirs.norm(dim=-1, keepdim=True)
     m = normals / normals.norm(dim=-1, keepdim=True)
     ci = -(u * m).sum(-1)
@@ -133,6 +148,8 @@ def trace_eyes(origins, dirs, eyes):
         z3 = origins.new_zeros(n, 3)
         return (inf, torch.full((n,), -1, dtype=torch.long, device=dev), torch.zeros(n, dtype=torch.long, device=dev),
                 z3, z3.clone(), origins.new_zeros(n), inf.clone(), origins.new_zeros(n, 2))
+    scale = _dir_scale(dirs)[:, 0]  # traced along scale * dirs (any length > 0); t scaled back below
+    dirs = dirs * scale[:, None]
     c, r = eyes[:, 0:3], eyes[:, 3]
     g = eyes[:, 4:7] / eyes[:, 4:7].norm(dim=-1, keepdim=True)
     cr, co, lr, idp, ior = (eyes[:, k] for k in range(7, 12))
@@ -202,4 +219,4 @@ def trace_eyes(origins, dirs, eyes):
     fresnel = torch.where(corn, fres, torch.zeros_like(fres))
     t_iris = torch.where(on_iris, s_safe, inf)
     iris_uv = torch.where(on_iris[:, None], uv, torch.zeros_like(uv))
-    return t_out, eye_idx, region, normal, refr_dir, fresnel, t_iris, iris_uv
+    return t_out * scale, eye_idx, region, normal, refr_dir, fresnel, t_iris, iris_uv

@@ -32,7 +32,7 @@ from ..scene.render import light_of, make_grid, render_rays, render_view, step_s
 from . import distributed
 from .losses import stage1_terms, weighted_sum
 from .optim import base_lr, clip_eye_grads, grad_health, lr_factor, make_optimizer
-from .run_folder import prepare_run_folder
+from .run_folder import RunLock, prepare_run_folder, remove_stale_temporaries
 from .scalars import Scalars
 from .stage2 import Stage2
 
@@ -100,6 +100,7 @@ class Trainer:
         self.run_dir = os.path.join(cfg.workspace, cfg.name)
         self.resumed_from = None  # the checkpoint load() continued from
         self._stop = False
+        self.interrupted = False  # the last fit() stopped early on Ctrl-C (after saving latest.pth)
         self.stage2: Stage2 | None = None  # once stage 2 (mesh rendering) has started
         self._grad_norm = None  # the last step's gradient norm (before the eye clipping), a device tensor
         # the training's health, kept on the device (read with the scalars): the first step whose loss or
@@ -344,6 +345,10 @@ class Trainer:
         """Continues from checkpoint ``path``: weights, grid, step, optimiser, scheduler, random state,
         and the stage-2 mesh."""
         ck = load_checkpoint(path, map_location=self.device)
+        for k in ("optimizer", "scheduler"):
+            if not isinstance(ck.get(k), dict):
+                raise ValueError(f"checkpoint '{path}' has no '{k}' entry, so training cannot continue from it "
+                                 "(it holds the weights alone): export or evaluate it, or train a new run")
         check_structure(ck, self.cfg, path)
         try:
             self.model.load_state_dict(ck["model"])
@@ -380,16 +385,34 @@ class Trainer:
         """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics.
 
         A fresh trainer (step 0, nothing loaded) refuses a run folder that already holds a run
-        (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``."""
+        (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``. While it trains, rank 0
+        holds the folder's lock (:class:`eyefast.training.run_folder.RunLock`): a second training into the
+        same folder is refused (``RunLockedError``). Checkpoint temporaries a killed training left there are
+        removed first. After a Ctrl-C, ``self.interrupted`` is True (``latest.pth`` is saved)."""
+        max_steps = self.cfg.train.max_steps if max_steps is None else max_steps
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"fit: max_steps must be an integer >= 1, got {max_steps!r}")
+        self._stop = False
+        self.interrupted = False
+        lock = RunLock(self.run_dir).acquire() if self.rank == 0 else None
+        try:
+            if lock is not None:
+                remove_stale_temporaries(self.run_dir)
+                prepare_run_folder(self.run_dir, resumed=self.step > 0 or self.resumed_from is not None,
+                                   overwrite=overwrite)
+                config_mod.save(self.cfg, os.path.join(self.run_dir, "config.yaml"))
+            m = self._fit_loop(max_steps)
+            self.interrupted = bool(self._stop) and self.step < max_steps
+            return m
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _fit_loop(self, max_steps: int) -> dict:
+        """fit()'s loop, in a prepared and locked run folder."""
         cfg = self.cfg
         t = cfg.train
-        max_steps = t.max_steps if max_steps is None else max_steps
-        self._stop = False
         lead = self.rank == 0  # only rank 0 writes checkpoints, logs, previews
-        if lead:
-            prepare_run_folder(self.run_dir, resumed=self.step > 0 or self.resumed_from is not None,
-                               overwrite=overwrite)
-            config_mod.save(cfg, os.path.join(self.run_dir, "config.yaml"))
         scalars = Scalars(self.run_dir, self.step if self.step > 0 else None) if lead else None
         from tqdm import tqdm
 

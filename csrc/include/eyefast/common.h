@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <math.h>
 #include <stdint.h>
@@ -122,6 +123,41 @@ EF_HD vec3<T> cross(const vec3<T>& a, const vec3<T>& b) {
 template <typename T>
 EF_HD bool all_finite(const vec3<T>& a) {
   return ef_isfinite(a.x) & ef_isfinite(a.y) & ef_isfinite(a.z);  // &: no branches
+}
+
+// ---------------------------------------------------------------------------------------
+// Scaling by powers of two. A direction of any length > 0 is scaled by the power of two p that
+// brings its largest |component| into [1, 2) before its squared length is formed: then neither
+// overflows (float32 |d| >= ~1.8e19) nor underflows (|d| <= ~1e-19). Multiplying by a power of two
+// is exact, so for ordinary lengths every result computed from p d (and scaled back) is bit for bit
+// what the unscaled arithmetic gives. Built from the exponent bits: branch-free and vectorisable.
+// ---------------------------------------------------------------------------------------
+EF_HD float ef_inv_pow2_exponent(float m) {
+  // 2^-E for E = floor(log2 m), E clamped to [-126, 126] (zero, denormals: 2^126; inf/NaN: 2^-126).
+  uint32_t bits;
+  memcpy(&bits, &m, sizeof(bits));
+  int32_t e = static_cast<int32_t>((bits >> 23) & 0xffu);  // biased exponent
+  e = e < 1 ? 1 : (e > 253 ? 253 : e);
+  const uint32_t pb = static_cast<uint32_t>(254 - e) << 23;
+  float p;
+  memcpy(&p, &pb, sizeof(p));
+  return p;
+}
+EF_HD double ef_inv_pow2_exponent(double m) {
+  // 2^-E for E = floor(log2 m), E clamped to [-1022, 1022].
+  uint64_t bits;
+  memcpy(&bits, &m, sizeof(bits));
+  int64_t e = static_cast<int64_t>((bits >> 52) & 0x7ffu);
+  e = e < 1 ? 1 : (e > 2045 ? 2045 : e);
+  const uint64_t pb = static_cast<uint64_t>(2046 - e) << 52;
+  double p;
+  memcpy(&p, &pb, sizeof(p));
+  return p;
+}
+// The power of two p with max(|v.x|, |v.y|, |v.z|) p in [1, 2) (see above; reference: _dir_scale).
+template <typename T>
+EF_HD T dir_scale(const vec3<T>& v) {
+  return ef_inv_pow2_exponent(ef_max(ef_max(ef_abs(v.x), ef_abs(v.y)), ef_abs(v.z)));
 }
 
 // Gradient of u = v / |v| pulled back to v:  g_v = (g_u - (g_u . u) u) / |v|.

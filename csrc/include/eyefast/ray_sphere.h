@@ -9,7 +9,9 @@
 //   normal = outward unit normal at the entry point (p - c)/|p - c|, or 0 when the ray
 //   starts inside (there is no entry surface).
 //   Miss (no sphere in front of the ray): t_near = t_far = +inf, index = -1, normal = 0.
-// Roots use the cancellation-free form q = -(b + sign(b) sqrt(disc)); t = q/a, cc/q.
+// Roots use the cancellation-free form q = -(b + sign(b) sqrt(disc)); t = q/a, cc/q. The ray is
+// traced along p d with p the power of two that brings d's largest |component| into [1, 2) (exact,
+// so ordinary directions give the same bits; any length > 0 works in float32, 1e-30 or 1e30).
 //
 // Backward: implicit differentiation of |o + t d - c|^2 = r^2 at each root, with n the unit
 // normal there:  dt = (dr - n.(do + t dd - dc)) / (n.d).  The normal n = (o + t d - c)/r adds
@@ -82,11 +84,15 @@ struct RaySphereForward {
   template <bool Check>
   EF_HD uint32_t run(int64_t i) const {
     const vec3<T> o = load3(origins + 3 * i);
-    const vec3<T> d = load3(dirs + 3 * i);
+    const vec3<T> d_in = load3(dirs + 3 * i);
+    // Traced along d = p d_in (p a power of two, common.h dir_scale): any length > 0 works, and the
+    // distances below, in units of d, are scaled back to units of d_in (exactly) when stored.
+    const T p = dir_scale(d_in);
+    const vec3<T> d = p * d_in;
     const T a = dot(d, d);
     uint32_t flags = 0;
     if (Check) {
-      const bool d_finite = all_finite(d);
+      const bool d_finite = all_finite(d_in);
       flags = flag_if(!all_finite(o), kRS_OriginsNonFinite) | flag_if(!d_finite, kRS_DirsNonFinite) |
               flag_if(d_finite & (a == T(0)), kRS_DirsZero);
     }
@@ -121,8 +127,8 @@ struct RaySphereForward {
       best_c.z = take ? c.z : best_c.z;
       best_k = take ? k : best_k;
     }
-    t_near[i] = best;
-    t_far[i] = best_far;
+    t_near[i] = best * p;
+    t_far[i] = best_far * p;
     index[i] = static_cast<I>(best_k);
     // Starting inside (t0 < 0) means the entry is at 0 but not on the surface: no normal.
     // (p - c)/|p - c| rather than /r: the same function on the sphere, but unit length to
@@ -172,7 +178,11 @@ struct RaySphereBackward {
     const int64_t k = static_cast<int64_t>(index[i]);
     if (k >= 0) {
       const vec3<T> o = load3(origins + 3 * i);
-      const vec3<T> d = load3(dirs + 3 * i);
+      const vec3<T> d_in = load3(dirs + 3 * i);
+      // As in the forward pass: the roots of d = p d_in; t0, t1 below are in units of d, and the
+      // gradients with respect to t (units of d_in) and d are scaled accordingly (all exact).
+      const T p = dir_scale(d_in);
+      const vec3<T> d = p * d_in;
       const vec3<T> c = load3(centers + 3 * k);
       const T r = radii[k];
       const vec3<T> oc = o - c;
@@ -185,7 +195,7 @@ struct RaySphereBackward {
         const bool outside = t0 >= T(0);
         if (outside) {
           const vec3<T> n0 = inv_r * (oc + t0 * d);
-          T gt0 = g_t_near ? g_t_near[i] : T(0);
+          T gt0 = g_t_near ? g_t_near[i] * p : T(0);  // t_near = p t0
           if (g_normal) {
             const vec3<T> gn = load3(g_normal + 3 * i);
             // Explicit part of n0 = (oc + t0 d) / r.
@@ -203,12 +213,13 @@ struct RaySphereBackward {
         }
         if (g_t_far) {
           const vec3<T> n1 = inv_r * (oc + t1 * d);
-          const T k1 = g_t_far[i] / (sq * inv_r);  // n1 . d = sq / r
+          const T k1 = (g_t_far[i] * p) / (sq * inv_r);  // n1 . d = sq / r; t_far = p t1
           go += -k1 * n1;
           gd += (-k1 * t1) * n1;
           gc += k1 * n1;
           gr += k1;
         }
+        gd = p * gd;  // the gradient with respect to d_in (d = p d_in)
         acc.add(4 * k + 0, gc.x);
         acc.add(4 * k + 1, gc.y);
         acc.add(4 * k + 2, gc.z);

@@ -1,7 +1,8 @@
 // eyefast/refract.h: Snell refraction with exact dielectric Fresnel reflectance, fwd and bwd.
 //
 // Contract (per ray i):
-//   u = dirs[i] / |dirs[i]| (travel direction), m = normals[i] / |normals[i]| flipped, if need
+//   u = dirs[i] / |dirs[i]| (travel direction; any length > 0: the length is formed after scaling by
+//   a power of two, so float32 1e-30 or 1e30 works), m = normals[i] / |normals[i]| flipped, if need
 //   be, to face the incoming ray (u . m <= 0). eta = n_from / n_to (eta[i], or eta[0] when the
 //   eta stride is 0). cos_i = -u.m, sin^2_t = eta^2 (1 - cos_i^2).
 //   sin^2_t <= 1:  out = eta u + (eta cos_i - cos_t) m    (unit length by construction)
@@ -35,13 +36,23 @@ struct RefractGeometry {
   T ci, sin2t;
 };
 
+// Unit vector of v (any length > 0) and 1/|v|: v is scaled by a power of two (common.h dir_scale)
+// before its length is formed, so that |v|^2 neither overflows nor underflows; exact, so ordinary
+// lengths give the same bits as v / |v|.
+template <typename T>
+EF_HD vec3<T> unit_and_inv_length(const vec3<T>& v, T& inv_len) {
+  const T p = dir_scale(v);
+  const vec3<T> s = p * v;
+  const T inv_s = T(1) / ef_sqrt(dot(s, s));
+  inv_len = inv_s * p;  // 1/|v| = p/|s|
+  return inv_s * s;
+}
+
 template <typename T>
 EF_HD RefractGeometry<T> refract_geometry(const vec3<T>& d, const vec3<T>& n, T eta) {
   RefractGeometry<T> g;
-  g.inv_d = T(1) / ef_sqrt(dot(d, d));
-  g.inv_n = T(1) / ef_sqrt(dot(n, n));
-  g.u = g.inv_d * d;
-  g.m = g.inv_n * n;
+  g.u = unit_and_inv_length(d, g.inv_d);
+  g.m = unit_and_inv_length(n, g.inv_n);
   // Branch-free (selects, not jumps): the facing side is random per ray in real scenes.
   const T c = -dot(g.u, g.m);
   g.sign = c < T(0) ? T(-1) : T(1);
@@ -107,8 +118,11 @@ struct RefractForward {
     uint32_t flags = 0;
     if (Check) {
       const bool d_finite = all_finite(d), n_finite = all_finite(n);
-      flags = flag_if(!d_finite, kRF_DirsNonFinite) | flag_if(d_finite && dot(d, d) == T(0), kRF_DirsZero) |
-              flag_if(!n_finite, kRF_NormalsNonFinite) | flag_if(n_finite && dot(n, n) == T(0), kRF_NormalsZero) |
+      const T zero = T(0);  // zero vectors (not tiny ones: every length > 0 is fine)
+      flags = flag_if(!d_finite, kRF_DirsNonFinite) |
+              flag_if(d_finite && d.x == zero && d.y == zero && d.z == zero, kRF_DirsZero) |
+              flag_if(!n_finite, kRF_NormalsNonFinite) |
+              flag_if(n_finite && n.x == zero && n.y == zero && n.z == zero, kRF_NormalsZero) |
               flag_if((eta_stride != 0 || i == 0) && !(e > T(0) && ef_isfinite(e)), kRF_EtaInvalid);
     }
     const RefractGeometry<T> g = refract_geometry(d, n, e);

@@ -12,7 +12,8 @@
 //                  1 - gy^2 k, -gy), k = 1 / (1 + gz) (world x, y carried onto the plane by the
 //                  smallest rotation taking +z to g; undefined at g = -z, rejected by the checks).
 //
-// Per ray (o, d; d need not be unit length, t is in units of d):
+// Per ray (o, d; d need not be unit length, t is in units of d; any length > 0: the ray is traced
+// along d scaled by a power of two, see common.h dir_scale, so float32 1e-30 or 1e30 works):
 //   For each eye whose globe and cornea spheres both leave the origin outside (|o - c| >= r and
 //   |o - cc| >= rc; else the eye is ignored), the entry roots tg, tc >= 0 of the two spheres
 //   (sphere_roots of ray_sphere.h, so t equals ray_sphere_intersect's t_near bit for bit; +inf
@@ -293,11 +294,15 @@ struct TraceEyesForward {
     if (check && i < n_eyes) check_eye(i);
     if (i >= n) return;
     const vec3<T> o = load3(origins + 3 * i);
-    const vec3<T> d = load3(dirs + 3 * i);
+    const vec3<T> d_in = load3(dirs + 3 * i);
+    // Traced along d = p d_in (p a power of two, common.h dir_scale: any length > 0 works); t is
+    // found in units of d and stored in units of d_in (exact scalings).
+    const T p = dir_scale(d_in);
+    const vec3<T> d = p * d_in;
     const T a = dot(d, d);
     if (check) {
       if (!all_finite(o)) report_bad_row(check, kTE_OriginsNonFinite, i);
-      if (!all_finite(d)) report_bad_row(check, kTE_DirsNonFinite, i);
+      if (!all_finite(d_in)) report_bad_row(check, kTE_DirsNonFinite, i);
       else if (a == T(0)) report_bad_row(check, kTE_DirsZero, i);
     }
     T best = ef_inf<T>();
@@ -327,7 +332,7 @@ struct TraceEyesForward {
     }
     EyeShade<T> sh;
     eye_shade(eye_geometry(best_k), o, d, best, best_cornea, sh);
-    t[i] = best;
+    t[i] = best * p;
     eye[i] = static_cast<I>(best_k);
     store3(normal + 3 * i, sh.N);
     if (!best_cornea) {
@@ -372,9 +377,13 @@ struct TraceEyesBackward {
     const int reg = static_cast<int>(region[i]);
     if (k >= 0 && reg != kRegionMiss) {
       const vec3<T> o = load3(origins + 3 * i);
-      const vec3<T> d = load3(dirs + 3 * i);
+      const vec3<T> d_in = load3(dirs + 3 * i);
+      // As in the forward pass, along d = p d_in with ti = t / p in units of d; the gradients of t and
+      // of d_in follow from t = p ti and d = p d_in (exact scalings).
+      const T p = dir_scale(d_in);
+      const vec3<T> d = p * d_in;
       const EyeGeometry<T> e = geometry ? geometry[k] : load_eye(eyes + kEyeParams * k);
-      const T ti = t[i];
+      const T ti = t[i] / p;
       const bool cornea = reg == kRegionIris || reg == kRegionCornea;
       EyeShade<T> sh;
       eye_shade(e, o, d, ti, cornea, sh);
@@ -455,7 +464,7 @@ struct TraceEyesBackward {
         // --- p = o + t d ---
         go += gp;
         gd += ti * gp;
-        const T gt = (g_t ? g_t[i] : T(0)) + dot(gp, d);
+        const T gt = (g_t ? g_t[i] * p : T(0)) + dot(gp, d);
         // --- t: implicit root of |o + t d - C|^2 = R^2 ---
         const T kt = gt / nd;
         go += -kt * sh.N;
@@ -488,6 +497,7 @@ struct TraceEyesBackward {
         acc.add(b + kEyeIrisDepth, gidp);
         acc.add(b + kEyeIor, gior);
       }
+      gd = p * gd;  // with respect to d_in
     }
     store3(g_origins + 3 * i, go);
     store3(g_dirs + 3 * i, gd);

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ext
+from .._fake import register_fake
 
 _ext.load()
 
@@ -39,18 +40,18 @@ class Softplus(torch.nn.Module):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
-@torch.library.register_fake("eyefast::softplus")
+@register_fake("eyefast::softplus")
 def _softplus_fake(z, beta=1.0, threshold=20.0):
     return torch.empty_like(z, memory_format=torch.contiguous_format)
 
 
-@torch.library.register_fake("eyefast::softplus_backward")
+@register_fake("eyefast::softplus_backward")
 def _softplus_backward_fake(grad, z, beta, threshold):
     torch._check(grad.shape == z.shape, lambda: "z must have the shape of grad")
     return torch.empty_like(z, memory_format=torch.contiguous_format)
 
 
-@torch.library.register_fake("eyefast::softplus_double_backward")
+@register_fake("eyefast::softplus_double_backward")
 def _softplus_double_backward_fake(gg, grad, z, beta, threshold, need_grad, need_z):
     a = torch.empty_like(z, memory_format=torch.contiguous_format) if need_grad else z.new_empty(0)
     b = torch.empty_like(z, memory_format=torch.contiguous_format) if need_z else z.new_empty(0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ext
+from .._fake import register_fake
 
 _ext.load()
 
@@ -57,7 +58,7 @@ def _saved_shapes(x, table, weights, include_x, need_grad):
     return saved
 
 
-@torch.library.register_fake("eyefast::sdf_network")
+@register_fake("eyefast::sdf_network")
 def _sdf_network_fake(x, table, scales, n_active, smoothstep, weights, biases, beta, include_x, need_grad, save):
     torch._check(x.dim() == 2 and x.shape[1] == 3, lambda: "x must have shape [N, 3]")
     torch._check(table.dim() == 3 and table.dtype == x.dtype, lambda: "table must be [L, T, F] with the dtype of x")
@@ -67,7 +68,7 @@ def _sdf_network_fake(x, table, scales, n_active, smoothstep, weights, biases, b
     return out, grad, _saved_shapes(x, table, weights, include_x, need_grad) if save else []
 
 
-@torch.library.register_fake("eyefast::sdf_network_backward")
+@register_fake("eyefast::sdf_network_backward")
 def _sdf_network_backward_fake(g_out, g_grad, x, table, scales, n_active, smoothstep, weights, biases, beta,
                                include_x, saved, need_x, need_table, need_params):
     gx = x.new_empty(x.shape[0], 3) if need_x else x.new_empty(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import _ext
+from .._fake import register_fake
 
 _ext.load()
 
@@ -22,13 +23,13 @@ def sh_encode(dirs: torch.Tensor, degree: int = 4) -> torch.Tensor:
     return out.reshape(*lead, int(degree) ** 2)
 
 
-@torch.library.register_fake("eyefast::sh_encode")
+@register_fake("eyefast::sh_encode")
 def _sh_fake(dirs, degree=4):
     torch._check(dirs.dim() == 2 and dirs.shape[1] == 3, lambda: "dirs must have shape [N, 3]")
     return dirs.new_empty(dirs.shape[0], degree * degree)
 
 
-@torch.library.register_fake("eyefast::sh_encode_backward")
+@register_fake("eyefast::sh_encode_backward")
 def _sh_bwd_fake(grad_out, dirs, degree):
     return torch.empty_like(dirs)
 

@@ -1,6 +1,7 @@
 # eyefast: the two commands of the README.
 #   make demo   set up .venv, build, make the synthetic capture, train, export, evaluate
 #   make test   set up .venv, build, run pytest, the C++ tests (ctest) and the nvcc compile check
+#   make view / make turntable   after make demo: the demo head in the browser / in a video
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -20,24 +21,26 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CCACHE_LIBDIR := $(firstword $(wildcard /usr/lib/ccache /usr/lib64/ccache /usr/local/opt/ccache/libexec))
 export PATH := $(CURDIR)/$(VENV)/bin:$(if $(CCACHE_LIBDIR),$(CCACHE_LIBDIR):)$(PATH)
 
-.PHONY: help venv build test pytest ctest cuda-check demo bench eye-models demo-seeds wheel clean
+.PHONY: help venv build tools test pytest ctest cuda-check demo view turntable bench eye-models demo-seeds wheel clean
 
 help:
 	@echo "make demo   - set up, build, synthesise the demo capture, train, export, evaluate"
 	@echo "make test   - set up, build, pytest + ctest + nvcc compile check"
+	@echo "make view   - after make demo: the demo head in the browser (http://localhost:8080)"
+	@echo "make turntable - after make demo: workspace/synth_demo/turntable.mp4, the head turning under a moving light"
 	@echo "make bench  - benchmark table (eyefast bench)"
 	@echo "make wheel  - dist/eyefast-*.whl with eyefast._C prebuilt for torch==$(TORCH_VERSION)"
 	@echo "make eye-models - sphere vs refractive eye on the refractive demo capture (~15 min on 2 cores)"
 	@echo "make demo-seeds - the demo trained with 5 seeds, eye centres started 0.35 r off (~15 min on 2 cores)"
 
 # The virtual environment: torch pinned first (so nothing resolves another torch), then eyefast itself
-# in development mode with its test, benchmark and prepare extras (their list lives in setup.py), without
-# building the extension (EYEFAST_NO_EXT=1): `build` compiles it once, in place.
+# in development mode with its test, benchmark, prepare, viewer, video and report extras (their list
+# lives in setup.py), without building the extension (EYEFAST_NO_EXT=1): `build` compiles it once, in place.
 $(VENV)/.deps-stamp: setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "torch==$(TORCH_VERSION)"
-	EYEFAST_NO_EXT=1 $(PIP) install -q --no-build-isolation -e ".[test,bench,prepare]" "torch==$(TORCH_VERSION)"
+	EYEFAST_NO_EXT=1 $(PIP) install -q --no-build-isolation -e ".[test,bench,prepare,view,video,report]" "torch==$(TORCH_VERSION)"
 	touch $@
 venv: $(VENV)/.deps-stamp
 
@@ -46,7 +49,18 @@ venv: $(VENV)/.deps-stamp
 build: venv
 	MAX_JOBS=$(JOBS) $(PY) setup.py -q build_ext --inplace
 
-pytest: build
+# The node tools the tests use (tools/package.json, pinned): the Khronos glTF validator and playwright-core
+# (drives the system Chromium to load the viewer); into tools/node_modules (git-ignored).
+tools/node_modules/.stamp: tools/package.json
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix tools --no-audit --no-fund --silent && touch $@ \
+	    || echo "!!!!!!!! npm install failed: the glTF-validator and browser-viewer tests will be SKIPPED !!!!!!!!"; \
+	else \
+	  echo "!!!!!!!! npm not found: the glTF-validator and browser-viewer tests will be SKIPPED (install Node.js) !!!!!!!!"; \
+	fi
+tools: tools/node_modules/.stamp
+
+pytest: build tools
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 ctest: venv
@@ -75,7 +89,14 @@ demo: build
 	eyefast export --run $(DEMO_RUN) --preview
 	eyefast evaluate --run $(DEMO_RUN) --json $(DEMO_RUN)/eval.json
 	@echo "demo done: capture $(DEMO_DATA); run $(DEMO_RUN): checkpoints, scalars.csv, vis/*.png previews, eval.json,"
-	@echo "           export/: mesh_uv.obj, textures, head.glb, preview.png (the relit head)"
+	@echo "           export/: mesh_uv.obj, textures, head.glb, preview.png (the relit head); eval/index.html"
+	@echo "look at it: make view (in the browser) or make turntable (a video)"
+
+view: build
+	eyefast view --run $(DEMO_RUN)
+
+turntable: build
+	eyefast render --run $(DEMO_RUN) --orbit 24 --light orbit --out $(DEMO_RUN)/turntable.mp4
 
 bench: build
 	eyefast bench

@@ -39,7 +39,10 @@ EXTRAS = {
     "bench": ["nerfacc==0.5.3", "matplotlib", "pytest-benchmark"],
     # eyefast prepare: structure from motion, face landmarks and person segmentation (mediapipe 0.10.14's wheel
     # ships both models; later wheels do not), video reading
-    "prepare": ["pycolmap>=4.2,<5", "mediapipe==0.10.14", "imageio-ffmpeg"],
+    "prepare": ["pycolmap>=4.2,<5", "mediapipe==0.10.14", "imageio-ffmpeg==0.8.1"],
+    "view": ["viser==1.1.1"],  # eyefast view, train --view: the browser viewer
+    "video": ["imageio-ffmpeg==0.8.1"],  # eyefast render --out *.mp4 (its wheel ships an ffmpeg binary)
+    "report": ["matplotlib"],  # eyefast evaluate: the training curves of RUN/eval/index.html
 }
 
 

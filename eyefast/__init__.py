@@ -12,6 +12,7 @@ The package, one folder per stage of the data flow:
 * :mod:`eyefast.evaluation`: metrics and evaluation against a capture.
 * :mod:`eyefast.export`: relightable assets (meshes, textures, glTF, preview).
 * :mod:`eyefast.run`: a trained run loaded for inference (:class:`~eyefast.run.Run`).
+* :mod:`eyefast.visual`: renders from any camera under any lights, turntables, the browser viewer.
 * :mod:`eyefast.cli`: the ``eyefast`` command.
 * :mod:`eyefast.reference`: pure-PyTorch references of the ops (what tests compare the kernels
   with, and the ``ops_backend: reference`` backend).
@@ -19,7 +20,8 @@ The package, one folder per stage of the data flow:
 Importing the package is cheap: the compiled kernels (``eyefast._C``) load on first use of an op.
 The short names below are loaded on first access: ``eyefast.ops``, ``eyefast.nn``,
 ``eyefast.volrend``, ``eyefast.OccupancyGrid``, ``eyefast.Run``, ``eyefast.Trainer``,
-``eyefast.Capture``, ``eyefast.export_run``.
+``eyefast.Capture``, ``eyefast.export_run``, ``eyefast.view`` (``eyefast.view(run)`` serves the browser
+viewer).
 """
 
 __version__ = "0.1.0"
@@ -35,6 +37,7 @@ _LAZY = {
     "Trainer": ("eyefast.training.trainer", "Trainer"),
     "Capture": ("eyefast.data.capture", "Capture"),
     "export_run": ("eyefast.export.export", "export_run"),
+    "view": ("eyefast.view", None),  # a callable module: eyefast.view(run) serves the browser viewer
 }
 
 

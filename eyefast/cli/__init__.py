@@ -4,6 +4,8 @@ Commands:
     train      train a head model on a capture (a config.yaml)
     export     export a trained run: meshes, UV textures, eyes, head.glb
     evaluate   render a run's validation views and measure them against the capture
+    render     render a run from any camera under any lights: turntables, videos, strips
+    view       look at a run in the browser: orbit it, move the light
     synth      generate the built-in synthetic capture (with ground truth)
     prepare    from a phone video (or photos) to a capture that trains
     tools      own-data step 1: eye masks, eye landmarks
@@ -25,6 +27,8 @@ COMMANDS = {
     "train": "train a head model on a capture (a config.yaml)",
     "export": "export a trained run: meshes, UV textures, eyes, head.glb",
     "evaluate": "render a run's validation views and measure them against the capture",
+    "render": "render a run from any camera under any lights: turntables, videos, strips",
+    "view": "look at a run in the browser: orbit it, move the light",
     "synth": "generate the built-in synthetic capture (with ground truth)",
     "prepare": "from a phone video (or photos) to a capture that trains",
     "tools": "own-data step 1: eye masks and eye landmarks",

@@ -6,7 +6,9 @@ Usage::
 
 Renders the validation views (every 10th frame) and prints PSNR, SSIM and PSNR on the eye pixels;
 with the synthetic capture's ground truth (gt/), also the eye-centre and radius errors and the
-surface error of the exported mesh (RUN/export/mesh.obj).
+surface error of the exported mesh (RUN/export/mesh.obj). Writes a report with pictures to RUN/eval/:
+index.html (open it in a browser) with the metrics, per view prediction | truth | error heat-map, the
+eye crops side by side and the training curves (--report DIR elsewhere, --no-report none).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def build_parser(prog: str = PROG):
     ap.add_argument("--device", help="cpu, cuda, cuda:N or N (default: the run's device)")
     ap.add_argument("--max-views", type=int, help="evaluate only the first N validation views")
     ap.add_argument("--json", help="write the numbers to this JSON file")
+    ap.add_argument("--report", metavar="DIR", help="folder of the report with pictures (default RUN/eval)")
+    ap.add_argument("--no-report", action="store_true", help="write no report (the numbers only)")
     add_print_config(ap)
     return ap
 
@@ -52,13 +56,16 @@ def main(argv=None, prog: str = PROG) -> int:
             if not os.path.isfile(cfg_path):
                 raise FileNotFoundError(f"'{a.run}' is not an eyefast run folder: no config.yaml")
             return print_config(cfg_path, [])
-        res = evaluate(a.run, a.capture, a.ckpt, a.device, a.mesh, a.max_views)
+        report = None if a.no_report else (a.report or os.path.join(a.run, "eval"))
+        res = evaluate(a.run, a.capture, a.ckpt, a.device, a.mesh, a.max_views, report=report)
     except (ConfigError, ValueError, OSError) as e:
         return fail(prog, e)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     print(format_table(res))
+    if res.get("report"):
+        print(f"report: {res['report']} (open it in a browser)")
     if a.json:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)

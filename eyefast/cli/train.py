@@ -9,6 +9,7 @@ Usage::
     eyefast train CONFIG --overwrite                    # replace the run in <workspace>/<name>
     eyefast train CONFIG --set train.max_steps=100 --set renderer.max_num_ray=2048
     eyefast train CONFIG --print-config                 # the config with its defaults, then exit
+    eyefast train CONFIG --view                         # watch it train at http://localhost:8080
 
 The run goes to <workspace>/<name>/ (the config's ``workspace`` and ``name``): config.yaml, latest.pth,
 checkpoints/, scalars.csv, vis/ previews, val.json. Training into a folder that holds a run is refused
@@ -55,6 +56,11 @@ def build_parser(prog: str = PROG):
     ap.add_argument("--threads", type=int, help="CPU threads (torch and eyefast kernels; default: all cores). "
                     "On a machine busy with other work, fewer threads than cores avoids stalls")
     ap.add_argument("--quiet", action="store_true", help="no progress bar and no messages")
+    ap.add_argument("--view", nargs="?", const=8080, type=int, metavar="PORT",
+                    help="watch the training live in the browser (eyefast view's viewer, at http://localhost:PORT, "
+                         "default 8080); it stays up after training until Ctrl-C")
+    ap.add_argument("--view-every", type=int, default=50, metavar="N",
+                    help="--view: steps between refreshes of the image (default 50; each costs a render)")
     add_print_config(ap)
     return ap
 
@@ -164,7 +170,18 @@ def _train(path: str, overrides, a, state: dict) -> int:
                 log.info(f"resumed from {resume} at step {trainer.step}")
         if not a.quiet:
             log.info(f"{trainer.train_cap} -> {trainer.run_dir} on {trainer.device} ({cfg.ops_backend} ops)")
-        m = trainer.fit(overwrite=a.overwrite)
+        viewer = None
+        if getattr(a, "view", None) is not None and trainer.rank == 0:
+            from ..visual.viewer import Viewer
+
+            viewer = Viewer(trainer.as_run(), port=a.view, training=True, every=a.view_every)
+        m = trainer.fit(overwrite=a.overwrite, callback=None if viewer is None else viewer.hook)
+        if viewer is not None:
+            viewer.run.step = trainer.step
+            viewer.start()  # from now on its own thread renders
+            if not a.quiet:
+                log.info(f"training done: the viewer stays at {viewer.url} (Ctrl-C stops it)")
+            viewer.serve_forever()
     finally:
         d = distributed.dist()
         if d is not None:

@@ -15,7 +15,9 @@ synthetic capture of :mod:`eyefast.synth`), also:
 table; ``--json PATH`` writes the numbers (keys ``psnr``, ``ssim``, ``psnr_eye``,
 ``eye_center_error``, ``eye_radius``, ``eye_radius_error``, ``surface_error``; plus ``step``,
 ``views``, ``eye_center_error_rel`` = centre error / true radius, ``eye_center_error_max_rel`` = the
-worse eye's centre error / true radius).
+worse eye's centre error / true radius). It also writes the report ``RUN/eval/`` (``--report DIR``
+elsewhere, ``--no-report`` not at all): per view prediction | truth | error heat-map, the eye crops,
+the training curves and ``index.html`` (:mod:`eyefast.evaluation.report`).
 """
 
 from __future__ import annotations
@@ -31,17 +33,26 @@ __all__ = ["evaluate", "format_table"]
 
 
 def evaluate(run: str, capture: str | None = None, ckpt: str | None = None, device: str | None = None,
-             mesh: str | None = None, max_views: int | None = None) -> dict:
-    """Returns the metrics dict described in the module docstring."""
+             mesh: str | None = None, max_views: int | None = None, report: str | None = None) -> dict:
+    """Returns the metrics dict described in the module docstring. ``report``: a folder (``RUN/eval``
+    for ``eyefast evaluate``) that receives the evaluation report of :mod:`eyefast.evaluation.report`
+    (per-view images, eye crops, training curves, ``index.html``); its page is ``res["report"]``."""
     from ..run import Run
 
     r = Run.load(run, ckpt=ckpt, capture=capture, device=device)
     cap = r.capture("val")
     n = cap.n_frames if max_views is None else min(max_views, cap.n_frames)
-    m = view_metrics(r.render_view, cap, n, r.cfg.light.gamma, progress=sys.stderr.isatty())
+    writer = None
+    if report is not None:
+        from .report import ReportWriter
+
+        writer = ReportWriter(report, cap)
+    m = view_metrics(r.render_view, cap, n, r.cfg.light.gamma, progress=sys.stderr.isatty(),
+                     each=None if writer is None else writer.view)
     res = {"step": r.step, "views": n, **m}
     gt_dir = os.path.join(cap.root, "gt")
     res["eye_radius"] = r.model.eye_radius.item()
+    gt_eyes = None
     if os.path.isfile(os.path.join(gt_dir, "eyes.json")):
         with open(os.path.join(gt_dir, "eyes.json")) as f:
             gt_eyes = json.load(f)
@@ -59,6 +70,8 @@ def evaluate(run: str, capture: str | None = None, ckpt: str | None = None, devi
         res["surface_error"] = None
         res["surface_error_note"] = (f"no exported mesh at {mesh}" if not os.path.isfile(mesh)
                                      else "the capture has no gt/face.obj")
+    if writer is not None:
+        res["report"] = writer.finish(dict(res), r.folder, gt_eyes)
     return res
 
 

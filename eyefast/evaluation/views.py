@@ -8,9 +8,10 @@ import os
 import numpy as np
 import torch
 
+from ..core.imaging import label_panels
 from .metrics import psnr, ssim
 
-__all__ = ["to_srgb", "view_metrics", "preview_image", "write_preview"]
+__all__ = ["to_srgb", "view_metrics", "preview_image", "write_preview", "PREVIEW_PANELS"]
 
 
 def to_srgb(lin: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -18,10 +19,12 @@ def to_srgb(lin: torch.Tensor, gamma: float) -> torch.Tensor:
     return lin.clamp(0.0, 1.0) ** (1.0 / gamma)
 
 
-def view_metrics(render, cap, n_views: int, gamma: float, progress: bool = False) -> dict:
+def view_metrics(render, cap, n_views: int, gamma: float, progress: bool = False, each=None) -> dict:
     """Mean PSNR and SSIM (sRGB-ish, as stored) of frames ``0 .. n_views - 1`` of ``cap``, and the mean
     PSNR on their eye pixels (the union of ``leye_mask`` and ``reye_mask``; None when no view shows an
-    eye). ``render(cap, i)`` returns :func:`eyefast.scene.render.render_image`'s dict."""
+    eye). ``render(cap, i)`` returns :func:`eyefast.scene.render.render_image`'s dict. ``each``, when
+    given, is called per view as ``each(i, render, pred, truth, metrics)`` (``pred``, ``truth``: sRGB-ish
+    ``[H, W, 3]`` on the CPU; ``metrics``: that view's ``psnr``, ``ssim``, ``psnr_eye``)."""
     ps, ss, pe = [], [], []
     views = range(n_views)
     if progress:
@@ -35,14 +38,22 @@ def view_metrics(render, cap, n_views: int, gamma: float, progress: bool = False
         ps.append(psnr(pred, gt))
         ss.append(ssim(pred, gt))
         eye = (cap.full_mask(i, "leye_mask") + cap.full_mask(i, "reye_mask")).cpu()
-        if bool((eye > 0.5).any()):
-            pe.append(psnr(pred, gt, eye))
+        pe_i = psnr(pred, gt, eye) if bool((eye > 0.5).any()) else None
+        if pe_i is not None:
+            pe.append(pe_i)
+        if each is not None:
+            each(i, r, pred, gt, {"psnr": ps[-1], "ssim": ss[-1], "psnr_eye": pe_i})
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "psnr_eye": float(np.mean(pe)) if pe else None}
 
 
-def preview_image(r: dict, photo: torch.Tensor, gamma: float) -> torch.Tensor:
+#: the panels of :func:`preview_image`, left to right, as written on them
+PREVIEW_PANELS = ("prediction", "truth", "normal", "diffuse", "specular", "eye opacity")
+
+
+def preview_image(r: dict, photo: torch.Tensor, gamma: float, labels: bool = True) -> torch.Tensor:
     """``[H, 6 W, 3]`` in 0..1: prediction | photo | normal | diffuse | specular | eye opacities (R left,
-    G right, B face), from a render ``r`` (with extras) of the photo's view."""
+    G right, B face), from a render ``r`` (with extras) of the photo's view; each panel carries its
+    name (:data:`PREVIEW_PANELS`) in its top-left corner unless ``labels`` is False."""
     obj = r["obj_opacity"]
     if obj.shape[-1] == 1:
         eyes = torch.cat([torch.zeros_like(obj), torch.zeros_like(obj), obj], -1)
@@ -50,7 +61,10 @@ def preview_image(r: dict, photo: torch.Tensor, gamma: float) -> torch.Tensor:
         eyes = torch.stack([obj[..., 1], obj[..., 2], obj[..., 0] * 0.3], -1)
     panels = [to_srgb(r["rgb"], gamma), photo.to(r["rgb"].device), (r["normal"] * 0.5 + 0.5) * r["opacity"][..., None],
               to_srgb(r["diffuse"], gamma), to_srgb(r["spec_rgb"], gamma), eyes.clamp(0, 1)]
-    return torch.cat([p.clamp(0, 1).cpu() for p in panels], 1)
+    panels = [p.clamp(0, 1).cpu() for p in panels]
+    if labels:
+        panels = label_panels(panels, PREVIEW_PANELS)
+    return torch.cat(panels, 1)
 
 
 def write_preview(path: str, img: torch.Tensor) -> None:

@@ -286,7 +286,9 @@ class HeadModel(nn.Module):
         :data:`CORNEA_ROUGHNESS`, exact Fresnel ``F``) plus ``(1 - F)^2`` times the iris behind it,
         lit along the reversed refracted ray (Burley diffuse over the unfolded path length, and
         the SH ambient at the iris normal = gaze); where the refracted ray misses the iris, a
-        learnable colour per eye stands in for what lies behind. Returns ``(rgb, albedo)``."""
+        learnable colour per eye stands in for what lies behind. With point lights placed anywhere
+        (``light["lights"]``, relighting) the reflection is theirs and a light away from the camera lights
+        the iris along the straight path (its refraction is not traced). Returns ``(rgb, albedo)``."""
         t, eye, region, normal, refr, fres, t_iris, uv = trace
         dt = rays_o.dtype
         p = rays_o + t[:, None] * rays_d
@@ -296,6 +298,8 @@ class HeadModel(nn.Module):
         ci = (-(F.normalize(rays_d, dim=-1) * normal).sum(-1, keepdim=True)).clamp(0.0, 1.0)
         alpha = torch.full_like(ci, CORNEA_ROUGHNESS ** 2)
         refl = S.ggx_distribution(ci, alpha) * S.smith_visibility(ci, ci, alpha) * fres[:, None] * E * ci
+        if "lights" in light:  # point lights placed anywhere (eyefast.visual): their GGX reflections
+            refl = self._cornea_reflections(p, normal, rays_o, rays_d, fres, light["lights"])
         on_iris = region == REGION_IRIS
         albedo = torch.where(on_iris[:, None], self.iris_albedo(eye, uv),
                              torch.sigmoid(self.cornea_inner)[eye.clamp_min(0)].to(dt))
@@ -310,11 +314,37 @@ class HeadModel(nn.Module):
         s_plane = torch.where((den < 0) & (s_plane > 0), s_plane, torch.zeros_like(s_plane))
         s = torch.where(on_iris, t_iris, s_plane)[:, None]
         q = p + s * refr
-        sh = S.shade_colocated(q, g_e, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["color"],
-                               light["intensity"], self.light_scale, self.sh_coeffs, self.sh_beta,
-                               occlusion[:, None], self.sh_scale)
+        if "lights" in light:  # the flash as above; a light elsewhere reaches the iris unrefracted
+            sh = S.shade_lights(q, g_e, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["lights"],
+                                self.light_scale, self.sh_coeffs, self.sh_beta, occlusion[:, None], self.sh_scale)
+        else:
+            sh = S.shade_colocated(q, g_e, q - refr * (dist + s), albedo, 0.0, IRIS_ROUGHNESS, light["color"],
+                                   light["intensity"], self.light_scale, self.sh_coeffs, self.sh_beta,
+                                   occlusion[:, None], self.sh_scale)
         trans = (1.0 - fres)[:, None] ** 2
         return refl + trans * (sh["diffuse"] + sh["ambient"]), albedo
+
+    def _cornea_reflections(self, p, normal, rays_o, rays_d, fres, lights):
+        """The cornea's GGX reflection (roughness :data:`CORNEA_ROUGHNESS`, the view's exact Fresnel
+        ``fres``) of point lights placed anywhere (:func:`eyefast.scene.shading.point_light`; a light
+        without a position is at the ray's origin), summed ``[N, 3]``."""
+        dt = p.dtype
+        v = -F.normalize(rays_d, dim=-1)
+        nv = (normal * v).sum(-1, keepdim=True).clamp(0.0, 1.0)
+        alpha = torch.full_like(nv, CORNEA_ROUGHNESS ** 2)
+        out = torch.zeros(p.shape[0], 3, dtype=dt, device=p.device)
+        for lt in lights:
+            pos = rays_o if lt.get("position") is None else torch.as_tensor(lt["position"], dtype=dt, device=p.device)
+            to_l = pos - p
+            dist2 = (to_l * to_l).sum(-1, keepdim=True).clamp_min(1e-24)
+            l = to_l / dist2.sqrt()
+            h = F.normalize(l + v, dim=-1)
+            nh = (normal * h).sum(-1, keepdim=True).clamp(0.0, 1.0)
+            nl = (normal * l).sum(-1, keepdim=True).clamp(0.0, 1.0)
+            col = torch.as_tensor(lt["color"], dtype=dt, device=p.device).reshape(1, 3)
+            E = col * lt["intensity"] * self.light_scale / dist2
+            out = out + S.ggx_distribution(nh, alpha) * S.smith_visibility(nl, nv, alpha) * fres[:, None] * E * nl
+        return out
 
     # ---------------------------------------------------------------- geometry
 

@@ -3,7 +3,8 @@
 :func:`render_rays` samples each ray in the occupancy grid (marching stops at the far side of
 an eye sphere the ray meets: ``t_max`` from the fused ray-sphere kernel), prunes samples with
 the scene density (transmittance below ``early_stop_eps``), evaluates geometry, material and
-the radiance head at the kept samples, shades them under the co-located light, and composites
+the radiance head at the kept samples, shades them under the co-located light (or, for
+relighting, point lights placed anywhere), and composites
 with VolSDF weights and per-object opacities (ObjectSDF++: scene transmittance, each object's
 alpha from its own density).
 """
@@ -61,7 +62,9 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
     Args:
         model: :class:`eyefast.model.HeadModel`. grid: :class:`eyefast.OccupancyGrid`.
         ops: :class:`eyefast.backend.Backend`. frame_ids: ``[N]`` long (global frame ids, for the
-            per-view ambient occlusion). light: dict ``color [3]``, ``intensity``.
+            per-view ambient occlusion). light: dict ``color [3]``, ``intensity`` (the co-located
+            flash of the capture); with a ``lights`` list (of :func:`eyefast.scene.shading.point_light`)
+            those point lights, placed anywhere, shade instead (:func:`eyefast.scene.shading.shade_lights`).
         step: marching step. train: keep the graph of the SDF gradient (eikonal, normal losses).
         shading: ``"surface"`` (deferred: material, BRDF and radiance head once per ray at the
             expected surface point) or ``"sample"`` (at every sample, then composited).
@@ -71,7 +74,7 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
         ``obj_opacity [N, K]`` (face, left, right eye; K = 1 with ``ignore_eyeball``),
         ``specular [N]`` (accumulated specular intensity), ``depth [N]`` (expected t, 0 where
         empty), ``n_samples`` (int) and ``eikonal`` (0-dim, mean over samples); with
-        ``with_extras`` also ``normal``, ``diffuse``, ``spec_rgb``, ``albedo`` ``[N, 3]``.
+        ``with_extras`` also ``normal``, ``diffuse``, ``spec_rgb``, ``albedo`` ``[N, 3]`` and ``roughness [N]``.
     """
     n = rays_o.shape[0]
     t_max = _eye_t_max(model, ops, rays_o, rays_d)
@@ -95,7 +98,7 @@ def render_rays(model, grid, ops, rays_o, rays_d, frame_ids, light, *, step: flo
                "obj_opacity": torch.zeros(n, k_obj, device=dev, dtype=dt), "specular": torch.zeros(n, device=dev),
                "depth": torch.zeros(n, device=dev), "n_samples": 0, "eikonal": zero}
         if with_extras:
-            out.update(normal=z, diffuse=z, spec_rgb=z, albedo=z)
+            out.update(normal=z, diffuse=z, spec_rgb=z, albedo=z, roughness=torch.zeros(n, device=dev, dtype=dt))
         return out
     mid = (ts + te) * 0.5
     o, d = rays_o[ri], rays_d[ri]
@@ -140,6 +143,9 @@ def _material(model, x, eye_w):
 
 
 def _shade(model, x, normals, cam, albedo, spec, rough, occ, light):
+    if "lights" in light:  # point lights placed anywhere (eyefast render / view: eyefast.visual)
+        return S.shade_lights(x, normals, cam, albedo, spec[:, None], rough[:, None], light["lights"],
+                              model.light_scale, model.sh_coeffs, model.sh_beta, occ[:, None], model.sh_scale)
     return S.shade_colocated(x, normals, cam, albedo, spec[:, None], rough[:, None], light["color"],
                              light["intensity"], model.light_scale, model.sh_coeffs, model.sh_beta, occ[:, None],
                              model.sh_scale)
@@ -153,13 +159,14 @@ def _shade_samples(out, model, ops, rays_o, rays_d, x, o, d, normals, feat, on_e
     rad = model.radiance(feat, d, normals)
     vals = [shade["rgb"], rad, spec[:, None], mid[:, None]]
     if extras:
-        vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo]
+        vals += [normals, shade["diffuse"] + shade["ambient"], shade["specular"], albedo, rough[:, None]]
     if model.cornea:
         vals.append(on_eye.to(x.dtype)[:, None])
     acc = ops.accumulate(weights, torch.cat(vals, -1), ri, offs)
     out.update(rgb=acc[:, 0:3], rgb_rad=acc[:, 3:6], specular=acc[:, 6], depth=acc[:, 7])
     if extras:
-        out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20])
+        out.update(normal=acc[:, 8:11], diffuse=acc[:, 11:14], spec_rgb=acc[:, 14:17], albedo=acc[:, 17:20],
+                   roughness=acc[:, 20])
     if model.cornea:
         eye_w = (acc[:, -1] / out["opacity"].clamp_min(1e-6)).clamp(0.0, 1.0)
         _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras)
@@ -189,7 +196,7 @@ def _shade_surface(out, model, ops, rays_o, rays_d, x, normals, feat, on_eye, mi
     out.update(rgb=shade["rgb"] * w, rgb_rad=rad * w, specular=spec * op, depth=acc[:, 6 + g])
     if extras:
         out.update(normal=ns * w, diffuse=(shade["diffuse"] + shade["ambient"]) * w, spec_rgb=shade["specular"] * w,
-                   albedo=albedo * w)
+                   albedo=albedo * w, roughness=rough * op)
     if model.cornea:
         _cornea_blend(out, model, ops, rays_o, rays_d, eye_w, frame_ids, light, extras)
 

@@ -1,8 +1,9 @@
 """The scene's shading (docs/method.md section 3), in pure PyTorch (float64-safe, differentiable).
 
-* Light: a point light at the camera centre, radiance scale
-  ``light_color * light_intensity * light_scale / d**2`` (``d`` = camera-to-point
-  distance).  ``light_scale`` is the learnable global scale; here it scales the
+* Light: a point light at the camera centre (:func:`shade_colocated`, the capture's flash: what
+  training uses), radiance scale ``light_color * light_intensity * light_scale / d**2`` (``d`` =
+  camera-to-point distance). :func:`shade_lights` places point lights anywhere (relighting:
+  ``eyefast render`` and ``eyefast view``), the same falloff with ``d`` the light-to-point distance.  ``light_scale`` is the learnable global scale; here it scales the
   whole light (the specular-prior loss compares ``specular * light_scale`` with the
   morphable-model specular map).
 * BRDF ("blender"): Burley diffuse with its retro-reflection term plus GGX specular
@@ -37,6 +38,8 @@ __all__ = [
     "sh9_basis",
     "sh_ambient",
     "shade_colocated",
+    "shade_lights",
+    "point_light",
 ]
 
 
@@ -237,4 +240,74 @@ def shade_colocated(
         "rgb": diffuse + spec + ambient,
         "n_dot_l": nl,
         "dist": dist,
+    }
+
+
+def point_light(position=None, color=(1.0, 1.0, 1.0), intensity: float = 1.0) -> dict:
+    """One point light for :func:`shade_lights`: ``position`` a world point ``[3]`` (None: at the camera,
+    the co-located flash), ``color`` linear RGB ``[3]``, ``intensity`` (radiance scale at distance 1)."""
+    return {"position": None if position is None else torch.as_tensor(position, dtype=torch.float32),
+            "color": torch.as_tensor(color, dtype=torch.float32).reshape(3), "intensity": float(intensity)}
+
+
+def shade_lights(
+    points,
+    normals,
+    cam_pos,
+    albedo,
+    specular,
+    roughness,
+    lights,
+    light_scale=1.0,
+    sh_coeffs=None,
+    beta=10.0,
+    occlusion=1.0,
+    sh_scale=1.0,
+):
+    """Shade surface points seen from ``cam_pos`` and lit by point lights placed anywhere.
+
+    Each light of ``lights`` (dicts of :func:`point_light`: ``position`` ``[3]`` or ``[N, 3]`` or None
+    for the camera, ``color``, ``intensity``) adds ``(f_d(l, v) + f_s(l, v)) * E * max(n.l, 0)`` with
+    ``E = color * intensity * light_scale / |light - x|^2``, ``l`` towards the light and ``v`` towards
+    the camera; the SH ambient (:func:`sh_ambient`) is added once. One light at the camera gives
+    :func:`shade_colocated`'s values exactly (the same operations on the same vectors); no light gives
+    the ambient alone. Arguments and results as :func:`shade_colocated` (``n_dot_l`` and ``dist`` of
+    the first light; zeros without one).
+    """
+    cam_pos = torch.as_tensor(cam_pos, dtype=points.dtype, device=points.device)
+    to_cam = cam_pos - points
+    v = to_cam / to_cam.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    diffuse = spec = first = None
+    for lt in lights:
+        pos = lt.get("position")
+        if pos is None:
+            to_l = to_cam
+        else:
+            to_l = torch.as_tensor(pos, dtype=points.dtype, device=points.device) - points
+        dist = to_l.norm(dim=-1, keepdim=True)
+        l = to_l / dist.clamp_min(1e-12)
+        color = torch.as_tensor(lt["color"], dtype=points.dtype, device=points.device).reshape(1, 3)
+        E = color * lt["intensity"] * light_scale / (dist * dist)
+        nl = _dot(normals, l).clamp(min=0.0)
+        vv = l if pos is None else v  # the flash: exactly shade_colocated's vectors
+        d_term = burley_diffuse(normals, l, vv, albedo, roughness) * E * nl
+        s_term = ggx_specular(normals, l, vv, specular, roughness) * E * nl
+        if first is None:
+            diffuse, spec, first = d_term, s_term, (nl, dist)
+        else:
+            diffuse, spec = diffuse + d_term, spec + s_term
+    if first is None:
+        diffuse = spec = torch.zeros_like(albedo)
+        first = (torch.zeros_like(albedo[:, :1]), torch.zeros_like(albedo[:, :1]))
+    if sh_coeffs is None:
+        ambient = torch.zeros_like(diffuse)
+    else:
+        ambient = sh_ambient(normals, sh_coeffs, beta, occlusion, albedo, sh_scale)
+    return {
+        "diffuse": diffuse,
+        "specular": spec,
+        "ambient": ambient,
+        "rgb": diffuse + spec + ambient,
+        "n_dot_l": first[0],
+        "dist": first[1],
     }

@@ -381,14 +381,16 @@ class Trainer:
         self.resumed_from = path
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, max_steps: int | None = None, overwrite: bool = False) -> dict:
+    def fit(self, max_steps: int | None = None, overwrite: bool = False, callback=None) -> dict:
         """Trains until ``max_steps`` (default ``train.max_steps``); returns the last metrics.
 
         A fresh trainer (step 0, nothing loaded) refuses a run folder that already holds a run
         (:class:`eyefast.training.run_folder.RunExistsError`) unless ``overwrite``. While it trains, rank 0
         holds the folder's lock (:class:`eyefast.training.run_folder.RunLock`): a second training into the
         same folder is refused (``RunLockedError``). Checkpoint temporaries a killed training left there are
-        removed first. After a Ctrl-C, ``self.interrupted`` is True (``latest.pth`` is saved)."""
+        removed first. After a Ctrl-C, ``self.interrupted`` is True (``latest.pth`` is saved). ``callback(trainer)``,
+        when given, runs on rank 0 after every step, between steps (e.g. the live viewer of
+        ``eyefast train --view``, which renders there); it decides itself how often to do work."""
         max_steps = self.cfg.train.max_steps if max_steps is None else max_steps
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"fit: max_steps must be an integer >= 1, got {max_steps!r}")
@@ -401,14 +403,14 @@ class Trainer:
                 prepare_run_folder(self.run_dir, resumed=self.step > 0 or self.resumed_from is not None,
                                    overwrite=overwrite)
                 config_mod.save(self.cfg, os.path.join(self.run_dir, "config.yaml"))
-            m = self._fit_loop(max_steps)
+            m = self._fit_loop(max_steps, callback)
             self.interrupted = bool(self._stop) and self.step < max_steps
             return m
         finally:
             if lock is not None:
                 lock.release()
 
-    def _fit_loop(self, max_steps: int) -> dict:
+    def _fit_loop(self, max_steps: int, callback=None) -> dict:
         """fit()'s loop, in a prepared and locked run folder."""
         cfg = self.cfg
         t = cfg.train
@@ -441,6 +443,8 @@ class Trainer:
                     gmax = res["grad_norm"] if gmax is None else torch.maximum(gmax, res["grad_norm"])
                 if lead:
                     bar.update(1)
+                    if callback is not None:
+                        callback(self)
                 latest_every = min(t.save_freq, 100) if t.save_freq > 0 else 100
                 val_now = t.val_freq > 0 and (step % t.val_freq == 0 or step == max_steps)
                 vis_now = t.vis_freq > 0 and (step % t.vis_freq == 0 or step == max_steps)

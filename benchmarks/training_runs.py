@@ -20,9 +20,11 @@ def run_cmd(cmd) -> None:
 
 
 def train_and_evaluate(config: str, ws: str, sets=(), threads: int | None = None,
-                       max_steps: int | None = None) -> dict:
+                       max_steps: int | None = None, eval_capture: str | None = None, export: bool = False) -> dict:
     """Train ``config`` into ``ws/run`` (``--set`` overrides ``sets``), evaluate it on the validation
-    views and return ``eval.json``'s numbers plus ``train_wall_s``."""
+    views (of ``eval_capture`` when given, else the run's capture) and return ``eval.json``'s numbers plus
+    ``train_wall_s``. ``export``: export the run first (a small texture), so that the evaluation has the
+    surface error of its mesh."""
     py = sys.executable
     run = os.path.join(ws, "run")
     cmd = [py, "-m", "eyefast.train", config, "--workspace", ws, "--quiet", "--set", "name=run"]
@@ -43,8 +45,11 @@ def train_and_evaluate(config: str, ws: str, sets=(), threads: int | None = None
             train_s += json.load(fh)["train_wall_s"]
     with open(wall, "w") as fh:
         json.dump({"train_wall_s": train_s}, fh)
+    if export and not os.path.isfile(os.path.join(run, "export", "mesh.obj")):
+        run_cmd([py, "-m", "eyefast.export", "--run", run, "--uv-size", "256", "--mc-res", "128", "--quiet"])
     out = os.path.join(ws, "eval.json")
-    run_cmd([py, "-m", "eyefast.evaluate", "--workspace", run, "--json", out])
+    run_cmd([py, "-m", "eyefast.evaluate", "--run", run, "--json", out,
+             *(["--capture", eval_capture] if eval_capture else [])])
     with open(out) as fh:
         return {**json.load(fh), "train_wall_s": round(train_s, 1)}
 

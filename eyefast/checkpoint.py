@@ -16,7 +16,7 @@ __all__ = ["atomic_save", "load_checkpoint", "STRUCTURAL_KEYS", "config_value", 
 #: config keys a checkpoint's model and grid depend on: loading it with other values is an error
 STRUCTURAL_KEYS = ("data.bound", "data.ignore_eyeball", "data.fix_eyeball_center", "data.fix_eye_gaze",
                    "eye_model", "network.num_levels", "network.level_dim", "network.geo_feat_dim",
-                   "renderer.grid_resolution")
+                   "renderer.grid_resolution", "train.camera_refine")
 
 
 def atomic_save(obj, path: str) -> None:

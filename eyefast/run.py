@@ -88,9 +88,14 @@ class Run:
 
     def capture(self, split: str = "train") -> Capture:
         """The run's capture (``data.meta_path``), split ``train`` or ``val``, on the run's device;
-        loaded on first use."""
+        loaded on first use. With camera refinement (``train.camera_refine``) the training frames come
+        with their refined cameras."""
         if split not in self._captures:
-            self._captures[split] = Capture.from_config(self.cfg, split, device=self.device)
+            cap = Capture.from_config(self.cfg, split, device=self.device)
+            cams = getattr(self.model, "cameras", None)
+            if cams is not None and split == "train":
+                cap = cap.with_cameras(cams.refine(cap.c2w64.to(self.device), cap.frame_ids))
+            self._captures[split] = cap
         return self._captures[split]
 
     @torch.no_grad()

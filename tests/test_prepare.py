@@ -90,6 +90,7 @@ def test_capture_layout_report_and_config(synth_cap):
     assert cfg.name == "cap" and os.path.samefile(cfg.data.meta_path, out)
     quick = config_mod.load(os.path.join(out, "config_quick.yaml"))
     assert quick.train.max_steps < cfg.train.max_steps
+    assert cfg.train.camera_refine and quick.train.camera_refine  # structure-from-motion cameras get refined
     rep = json.load(open(os.path.join(out, "prepare", "report.json")))
     assert set(rep["stages"]) == {"frames", "poses", "masks", "eyes", "config"}
     assert all(v["seconds"] is not None for v in rep["stages"].values())

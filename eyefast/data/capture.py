@@ -555,6 +555,40 @@ class Capture:
         y = torch.randint(0, self.H, (n_rays,), generator=generator, device=dev)
         return self.gather(f, torch.stack([x, y], -1), check=False)
 
+    def with_cameras(self, c2w: torch.Tensor) -> "Capture":
+        """This capture with other cameras (``c2w [F, 4, 4]``, converted convention, e.g. refined ones): a
+        shallow copy sharing the pixels."""
+        import copy
+
+        if tuple(c2w.shape) != (self.n_frames, 4, 4):
+            raise ValueError(f"with_cameras: c2w must be [{self.n_frames}, 4, 4], got {tuple(c2w.shape)}")
+        out = copy.copy(self)
+        out.c2w64 = c2w.detach().double().cpu()
+        out.c2w = out.c2w64.float().to(self.device)
+        out.cam_centers = out.c2w[:, :3, 3].contiguous()
+        out.w2c = torch.linalg.inv(out.c2w64).float().to(self.device)
+        return out
+
+    def write_transforms(self, path: str, c2w: torch.Tensor | None = None) -> None:
+        """Writes this split's cameras (or ``c2w [F, 4, 4]``, converted convention) into a copy of the
+        capture's camera file at ``path``: the same keys and frames, this split's matrices replaced (in
+        the file's own convention), the other frames as they were. Atomic (temporary file, then rename)."""
+        with open(self.transforms_path, encoding="utf-8") as f:
+            meta = json.load(f)
+        c2w = (self.c2w64 if c2w is None else c2w.detach().double().cpu()).numpy()
+        mats = cora_to_nerf(c2w) if self.converted else c2w
+        by_name = {n: m for n, m in zip(self.image_names, mats)}
+        for fr in meta.get("frames", []):
+            m = by_name.get(frame_name(fr["file_path"]))
+            if m is not None:
+                fr["transform_matrix"] = m.tolist()
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".{os.path.basename(path)}.tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(tmp, path)
+
     def __len__(self):
         return self.n_frames
 

@@ -153,6 +153,12 @@ TRAIN_DEFAULTS = {
     # eyefast addition: steps between reads of the training scalars from the device (scalars.csv, the
     # progress bar, the check for non-finite losses and gradients); reading them is a host sync on a GPU
     "log_every": ("int", 10),
+    # eyefast additions: camera refinement, a learned SE(3) correction per training frame (cameras from
+    # structure from motion are good, not perfect); its Adam learning rate, the steps of its linear
+    # warm-up from 0 (it then follows the milestones), see eyefast/scene/cameras.py
+    "camera_refine": ("bool", False),
+    "camera_lr": ("float", 5e-4),
+    "camera_warmup": ("int", 300),
 }
 
 LOSS_DEFAULTS = {
@@ -167,6 +173,8 @@ LOSS_DEFAULTS = {
     "w_eps_n": ("float", 0.01),
     "w_ldm": ("float", 0.1),
     "w_lpips": ("float", 0.0),
+    # eyefast addition: the L2 penalty on the camera corrections (train.camera_refine)
+    "w_camera": ("float", 1e-3),
 }
 
 SECTIONS = {
@@ -261,6 +269,8 @@ RANGES = {
     "train.seed": Range(0, 2 ** 32 - 1),  # every step's seed is derived from it in 63 bits
     "train.eye_grad_clip": _NONNEG,  # 0: off
     "train.log_every": _COUNT,
+    "train.camera_lr": Range(0, 1, lo_open=True),
+    "train.camera_warmup": _NONNEG,
     **{f"loss.{k}": _NONNEG for k in LOSS_DEFAULTS},
 }
 

@@ -3,7 +3,8 @@ source checkout's ``configs/`` is there, else the same defaults) with this captu
 ``OUT/config_quick.yaml``, the same on a short schedule for a first look (2000 steps, CPU-sized batches).
 
 Filled in: ``name`` (the folder's name), ``data.meta_path: .`` (the folder itself), ``data.bound``, the eye
-centres and the eye landmarks of the eyes stage, and ``loss.w_abdmm`` = ``loss.w_abdmm_refine`` = 0 (no
+centres and the eye landmarks of the eyes stage, ``train.camera_refine: true`` (the cameras come from structure
+from motion: docs/training.md, camera refinement), and ``loss.w_abdmm`` = ``loss.w_abdmm_refine`` = 0 (no
 ``specular_bfm/``: without them the trainer would read zeros and pull the specular intensity to zero).
 Without eye landmarks (``--no-face``) the face is trained alone: ``data.ignore_eyeball: true``, CoRA's
 step-1 setting (``configs/cora_wo_hybrid.yaml``).
@@ -85,6 +86,7 @@ def _header(name: str, out: str, quick: bool, eyes: bool, method: str) -> str:
     lines.append(f"# Head frame from the {method}; "
                  + ("eye centres and landmarks from the eyes stage (OUT/prepare/eyes.json)."
                     if eyes else "no eye landmarks (--no-face): the face alone (data.ignore_eyeball: true)."))
+    lines.append("# Cameras from structure from motion: refined while training (train.camera_refine: true).")
     lines.append("# No specular_bfm/: the specular prior is off (loss.w_abdmm = loss.w_abdmm_refine = 0).")
     lines.append("# Every key: configs/cora.yaml and docs/method.md. The light section is the phone's flashlight.")
     return "\n".join(lines) + "\n\n"
@@ -111,8 +113,10 @@ def run(out: str, show: bool = True) -> dict:
                     left_eye_ldm=ey["left_eye_ldm"], right_eye_ldm=ey["right_eye_ldm"], ignore_eyeball=False)
     else:
         data.update(ignore_eyeball=True)
-    values = {"name": name, "data": data, "loss": {"w_abdmm": 0.0, "w_abdmm_refine": 0.0}}
-    quick = {**values, "name": f"{name}_quick", **{k: dict(v) for k, v in QUICK.items()}}
+    # cameras from structure from motion are good, not perfect: refine them while training
+    values = {"name": name, "data": data, "loss": {"w_abdmm": 0.0, "w_abdmm_refine": 0.0},
+              "train": {"camera_refine": True}}
+    quick = {**values, "name": f"{name}_quick", **{k: {**values.get(k, {}), **v} for k, v in QUICK.items()}}
     src = cora_yaml_path()
     method = po.get("head_frame", {}).get("method", "cameras")
     method = "face landmarks" if method == "face" else "cameras (--no-face)"

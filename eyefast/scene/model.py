@@ -19,6 +19,7 @@ from torch.nn.utils.parametrizations import weight_norm
 from ..core.eyes import MODEL_EYE, REGION_IRIS, model_eye_planes, pack_eyes
 from ..core.nn.hash_grid import HashGrid
 from . import shading as S
+from .cameras import CameraCorrections
 from .shading import CORNEA_ROUGHNESS, IRIS_ROUGHNESS
 
 __all__ = ["HeadModel", "FaceSDF", "Material", "RadianceHead", "volsdf_density", "OBJECTS"]
@@ -177,6 +178,8 @@ class HeadModel(nn.Module):
         self.sh_coeffs = nn.Parameter(torch.zeros(9, 3))
         self.sh_occlusion = nn.Parameter(torch.full((n_frames,), 3.0))
         self.register_buffer("frame_seen", torch.zeros(n_frames, dtype=torch.bool))
+        # train.camera_refine: a learned correction of each training frame's camera (scene/cameras.py)
+        self.cameras = CameraCorrections(n_frames) if cfg.train.camera_refine else None
         self.sh_beta = float(d.beta)
         self.sh_scale = float(d.sh_scale)
         # SPEC 8 refractive eye (config eye_model: cornea): a clear cornea cap on each globe (the

@@ -31,6 +31,8 @@ def stage1_terms(model, out: dict, b: dict, ldm: dict, cfg, generator) -> dict:
     if not model.ignore_eyeball and ldm:
         r = model.eye_radius
         terms["ldm"] = sum(((ldm[k] - model.eye_centers[k]).norm(dim=-1) - r).abs().mean() for k in ldm)
+    if model.cameras is not None:
+        terms["camera"] = model.cameras.penalty()
     return terms
 
 
@@ -39,7 +41,7 @@ def weighted_sum(terms: dict, loss_cfg):
     its weights inside)."""
     L = loss_cfg
     weights = {"l1": L.w_l1, "mask": L.w_mask, "eikonal": L.w_eikonal, "sdf_mask": L.w_sdf_mask,
-               "reg_diff": L.w_reg_diff, "abdmm": L.w_abdmm, "normal": 1.0, "ldm": L.w_ldm}
+               "reg_diff": L.w_reg_diff, "abdmm": L.w_abdmm, "normal": 1.0, "ldm": L.w_ldm, "camera": L.w_camera}
     return sum(weights[k] * v for k, v in terms.items())
 
 

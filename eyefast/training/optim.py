@@ -7,18 +7,25 @@ import torch
 
 from ..scene.model import TEXTURE_LR_SCALE
 
-__all__ = ["make_optimizer", "lr_factor", "grad_health", "clip_eye_grads"]
+__all__ = ["make_optimizer", "base_lr", "lr_factor", "grad_health", "clip_eye_grads"]
 
 
-def make_optimizer(model, lr: float):
-    """Adam (eps 1e-15) over the model's trainable parameters; the texture parameters of the refractive
-    eye at :data:`eyefast.scene.model.TEXTURE_LR_SCALE` times ``lr``. Returns ``(optimizer, trained)``:
-    ``trained`` lists the optimised parameters, what ``backward`` differentiates for."""
+def make_optimizer(model, train_cfg):
+    """Adam (eps 1e-15) over the model's trainable parameters, in groups: ``main`` at ``train.lr``; the
+    texture parameters of the refractive eye (``texture``) at :data:`eyefast.scene.model.TEXTURE_LR_SCALE`
+    times it; the camera corrections (``camera``, with ``train.camera_refine``) at ``train.camera_lr``.
+    Returns ``(optimizer, trained)``: ``trained`` lists the optimised parameters, what ``backward``
+    differentiates for. Each group's ``name`` picks its schedule (:func:`lr_factor`)."""
+    lr = train_cfg.lr
     fast = {id(p) for p in model.texture_parameters()}
-    params = [p for p in model.parameters() if p.requires_grad and id(p) not in fast]
-    groups = [{"params": params}]
+    cams = [model.cameras.delta] if getattr(model, "cameras", None) is not None else []
+    special = fast | {id(p) for p in cams}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in special]
+    groups = [{"params": params, "name": "main"}]
     if fast:
-        groups.append({"params": model.texture_parameters(), "lr": lr * TEXTURE_LR_SCALE})
+        groups.append({"params": model.texture_parameters(), "lr": lr * TEXTURE_LR_SCALE, "name": "texture"})
+    if cams:
+        groups.append({"params": cams, "lr": train_cfg.camera_lr, "name": "camera"})
     # fused: one multi-tensor kernel per step instead of ~10 ops per parameter (CPU and CUDA)
     opt = torch.optim.Adam(groups, lr=lr, eps=1e-15, fused=True)
     # What backward differentiates for: the optimised parameters only. Without `inputs` autograd
@@ -27,11 +34,19 @@ def make_optimizer(model, lr: float):
     return opt, [p for g in groups for p in g["params"]]
 
 
-def lr_factor(train_cfg, step: int) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up from 0.01 over ``warmup_steps``, then
-    x0.33 at each of ``milestones``."""
+def base_lr(train_cfg, name: str) -> float:
+    """The learning rate of parameter group ``name`` before its schedule."""
+    return {"main": train_cfg.lr, "texture": train_cfg.lr * TEXTURE_LR_SCALE, "camera": train_cfg.camera_lr}[name]
+
+
+def lr_factor(train_cfg, step: int, name: str = "main") -> float:
+    """Learning-rate multiplier of parameter group ``name`` at ``step``: a linear warm-up (the network
+    and textures from 0.01 over ``warmup_steps``; the camera corrections from 0 over ``camera_warmup``),
+    then x0.33 at each of ``milestones``."""
     t = train_cfg
-    if t.warmup_steps > 0 and step < t.warmup_steps:
+    if name == "camera":
+        f = min(1.0, step / t.camera_warmup) if t.camera_warmup > 0 else 1.0
+    elif t.warmup_steps > 0 and step < t.warmup_steps:
         f = 0.01 + 0.99 * step / t.warmup_steps
     else:
         f = 1.0

@@ -27,11 +27,11 @@ from ..data import config as config_mod
 from ..data.capture import Capture, shrink_hair
 from ..evaluation.views import preview_image, view_metrics, write_preview
 from ..run import Run
-from ..scene.model import TEXTURE_LR_SCALE, HeadModel
+from ..scene.model import HeadModel
 from ..scene.render import light_of, make_grid, render_rays, render_view, step_size
 from . import distributed
 from .losses import stage1_terms, weighted_sum
-from .optim import clip_eye_grads, grad_health, lr_factor, make_optimizer
+from .optim import base_lr, clip_eye_grads, grad_health, lr_factor, make_optimizer
 from .run_folder import RunLock, prepare_run_folder, remove_stale_temporaries
 from .scalars import Scalars
 from .stage2 import Stage2
@@ -81,8 +81,11 @@ class Trainer:
         if self.world > 1:  # every rank starts from rank 0's weights and grid
             for tsr in list(self.model.state_dict().values()) + list(self.grid.state_dict().values()):
                 d.broadcast(tsr, 0)
-        self.optimizer, self._trained = make_optimizer(self.model, cfg.train.lr)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_lambda)
+        if self.model.cameras is not None:  # the training frames are the ones the corrections move
+            self.model.cameras.trained[self.train_cap.frame_ids.to(self.model.cameras.trained.device)] = True
+        self.optimizer, self._trained = make_optimizer(self.model, cfg.train)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, [self._group_lambda(g["name"]) for g in self.optimizer.param_groups])
         self.seed = cfg.train.seed  # a resumed run keeps its checkpoint's seed
         # on the training device: the step's random draws are made where they are used
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed)
@@ -114,8 +117,11 @@ class Trainer:
         if not self.quiet:
             log.info(msg)
 
-    def _lr_lambda(self, step: int) -> float:
-        return lr_factor(self.cfg.train, step)
+    def _group_lambda(self, name: str):
+        def f(step: int) -> float:
+            return lr_factor(self.cfg.train, step, name)
+
+        return f
 
     def _occ_eval(self, x: torch.Tensor) -> torch.Tensor:
         out = []
@@ -201,6 +207,9 @@ class Trainer:
         b = cap.sample_batch(self._local_rays(self.n_rays), self.generator)
         fids = cap.frame_ids[b["frame_idx"]]
         model.frame_seen.index_fill_(0, fids, True)
+        if model.cameras is not None:  # train.camera_refine: the rays of the corrected cameras
+            b["rays_o"], b["rays_d"] = model.cameras.correct_rays(b["rays_o"], b["rays_d"], fids,
+                                                                  cap.c2w[b["frame_idx"], :3, :3])
         out = render_rays(model, self.grid, self.ops, b["rays_o"], b["rays_d"], fids, self.light,
                           step=self.step_size, train=True, stratified=True, generator=self.generator,
                           shading=cfg.renderer.shading)
@@ -243,8 +252,8 @@ class Trainer:
         verts = faces = None
         if self.rank == 0:
             self._say(f"stage 2: extracting the face mesh at {cfg.train.mesh_resolution}^3")
-            st, stats = Stage2.extract(self.model, self.train_cap, cfg.data.bound, cfg.train.mesh_resolution,
-                                       quiet=self.quiet, seed=self.seed)
+            st, stats = Stage2.extract(self.model, self._stage2_capture(), cfg.data.bound,
+                                       cfg.train.mesh_resolution, quiet=self.quiet, seed=self.seed)
             self._say(f"stage 2: {stats['faces']} faces, {stats['pixels']} pixels of the training views on "
                       "them; training the material on the mesh")
             if self.world == 1:
@@ -259,7 +268,15 @@ class Trainer:
         f = faces.to(comm) if faces is not None else torch.empty(nf, 3, dtype=torch.int64, device=comm)
         d.broadcast(v, 0)
         d.broadcast(f, 0)
-        self.stage2 = Stage2(v.cpu(), f.cpu(), self.train_cap, self.seed)
+        self.stage2 = Stage2(v.cpu(), f.cpu(), self._stage2_capture(), self.seed)
+
+    def _stage2_capture(self) -> Capture:
+        """The training capture stage 2 rasterises: with camera refinement, its refined cameras (frozen from
+        here on: only the material trains)."""
+        cams = self.model.cameras
+        if cams is None:
+            return self.train_cap
+        return self.train_cap.with_cameras(cams.refine(self.train_cap.c2w64.to(self.device), self.train_cap.frame_ids))
 
     # ------------------------------------------------------------------ validation / previews
     @torch.no_grad()
@@ -306,6 +323,11 @@ class Trainer:
 
     def save(self, path: str) -> None:
         atomic_save(self.state_dict(), path)
+        cams = self.model.cameras
+        if cams is not None and os.path.basename(path) == "latest.pth":  # the refined cameras, for other tools
+            cap = self.train_cap
+            cap.write_transforms(os.path.join(os.path.dirname(path), "transforms_refined.json"),
+                                 cams.refine(cap.c2w64.to(self.device), cap.frame_ids))
 
     def _apply_lr(self, ck: dict) -> None:
         """A --set train.lr=... on resume takes effect (the optimiser state would keep the old rate)."""
@@ -313,11 +335,10 @@ class Trainer:
         if old is None or old == self.cfg.train.lr:
             return
         self._say(f"train.lr {self.cfg.train.lr} replaces the checkpoint's {old}")
-        base = [self.cfg.train.lr * (1.0 if i == 0 else TEXTURE_LR_SCALE)
-                for i in range(len(self.optimizer.param_groups))]
+        base = [base_lr(self.cfg.train, g["name"]) for g in self.optimizer.param_groups]
         for g, lr in zip(self.optimizer.param_groups, base):
             g["initial_lr"] = lr
-            g["lr"] = lr * self._lr_lambda(self.step)
+            g["lr"] = lr * lr_factor(self.cfg.train, self.step, g["name"])
         self.scheduler.base_lrs = base
 
     def load(self, path: str) -> None:
@@ -344,7 +365,8 @@ class Trainer:
         self.model.set_progress(max(self.step - 1, 0), t.init_level, t.level_grow_iter)
         self.stage2 = None
         if ck.get("stage2_mesh") is not None:
-            self.stage2 = Stage2(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"], self.train_cap, self.seed)
+            self.stage2 = Stage2(ck["stage2_mesh"]["verts"], ck["stage2_mesh"]["faces"], self._stage2_capture(),
+                                 self.seed)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self._apply_lr(ck)

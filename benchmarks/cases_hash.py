@@ -37,8 +37,9 @@ def _grid_cases(device: str, quick: bool):
 
 def _sdf_cases(device: str, quick: bool):
     """The SDF-gradient path of the trainer (issue 4): face SDF (smoothstep grid, 16 levels x 2, 2^14 rows,
-    64-wide MLP) with an eikonal loss on its gradient, fwd + bwd. eyefast: analytic gradient with the
-    kernel's double backward (what the trainer uses). reference: the same on the PyTorch hash grid.
+    64-wide MLP) with an eikonal loss on its gradient, fwd + bwd. eyefast: the fused sdf_network op, which
+    returns the analytic x-gradient itself (``FaceSDF.forward_with_gradient``, what the trainer uses).
+    reference: the same on the PyTorch reference ops.
     extra ``numerical``: central differences (Neuralangelo style, 6 more SDF evaluations) on the kernel."""
     from eyefast.scene import backend
     from eyefast.scene.model import FaceSDF
@@ -50,9 +51,7 @@ def _sdf_cases(device: str, quick: bool):
     x = torch.rand(n, 3, device=device) - 0.5
 
     def analytic(net):
-        xx = x.clone().requires_grad_(True)
-        s, f = net(xx)
-        (g,) = torch.autograd.grad(s, xx, torch.ones_like(s), create_graph=True)
+        s, f, g = net.forward_with_gradient(x)
         (((g.norm(dim=-1) - 1) ** 2).mean() + s.abs().mean() + f.mean()).backward()
 
     def numerical(net, eps=1e-3):
@@ -66,7 +65,7 @@ def _sdf_cases(device: str, quick: bool):
     return [Case(op="sdf_eikonal", n=n, device=device, eyefast=lambda: analytic(nets["eyefast"]),
                  reference=lambda: analytic(nets["reference"]), bytes_moved=0,
                  extra={"numerical": lambda: numerical(nets["eyefast"])},
-                 note="face SDF + eikonal, fwd+bwd: analytic double backward; extra: central differences")]
+                 note="face SDF + eikonal, fwd+bwd: the fused op's analytic gradient; extra: central differences")]
 
 
 def cases(device: str, quick: bool):

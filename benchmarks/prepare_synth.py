@@ -25,11 +25,31 @@ import time
 import numpy as np
 
 
+def similarity_errors(out: str, src: str):
+    """The cameras ``prepare`` found in ``out`` against the synthetic capture ``src``'s true ones, after the
+    similarity that best maps the found camera centres onto the true ones: ``(ids, rotation error in
+    degrees, centre error over the distance to the look-at target, the similarity, transforms.json)``."""
+    from eyefast.data.capture import nerf_to_cora
+    from eyefast.prepare.frame import umeyama
+
+    with open(os.path.join(out, "transforms.json")) as fh:
+        meta = json.load(fh)
+    with open(os.path.join(src, "gt", "scene.json")) as fh:
+        gt = np.array(json.load(fh)["c2w_converted"])
+    ids = [int(os.path.basename(f["file_path"])[:5]) for f in meta["frames"]]
+    c2w = nerf_to_cora(np.array([f["transform_matrix"] for f in meta["frames"]]))
+    G = gt[ids]
+    T = umeyama(c2w[:, :3, 3], G[:, :3, 3])
+    A = T.cameras(c2w)
+    dist = np.linalg.norm(G[:, :3, 3] - np.array([0.0, 0.0, 0.1]), axis=-1)  # the sweep's look-at target
+    centre = np.linalg.norm(A[:, :3, 3] - G[:, :3, 3], axis=-1) / dist
+    rot = np.degrees(np.arccos(np.clip((np.einsum("fij,fij->f", A[:, :3, :3], G[:, :3, :3]) - 1) / 2, -1, 1)))
+    return ids, rot, centre, T, meta
+
+
 def cameras(views: int, resolution: int, work: str) -> dict:
     from eyefast.data import synth
-    from eyefast.data.capture import nerf_to_cora
     from eyefast.prepare import prepare
-    from eyefast.prepare.frame import umeyama
 
     shutil.rmtree(work, ignore_errors=True)
     src, out = os.path.join(work, "synth"), os.path.join(work, "cap")
@@ -37,16 +57,7 @@ def cameras(views: int, resolution: int, work: str) -> dict:
     synth.generate(src, preset="tiny", views=views, resolution=resolution, texture="fine", renderer="mesh")
     t_synth = time.time() - t0
     rep = prepare(os.path.join(src, "image"), out, no_face=True, masks=os.path.join(src, "mask"), progress=False)
-    meta = json.load(open(os.path.join(out, "transforms.json")))
-    gt = np.array(json.load(open(os.path.join(src, "gt", "scene.json")))["c2w_converted"])
-    ids = [int(os.path.basename(f["file_path"])[:5]) for f in meta["frames"]]
-    c2w = nerf_to_cora(np.array([f["transform_matrix"] for f in meta["frames"]]))
-    G = gt[ids]
-    T = umeyama(c2w[:, :3, 3], G[:, :3, 3])
-    A = T.cameras(c2w)
-    dist = np.linalg.norm(G[:, :3, 3] - np.array([0.0, 0.0, 0.1]), axis=-1)
-    centre = np.linalg.norm(A[:, :3, 3] - G[:, :3, 3], axis=-1) / dist
-    rot = np.degrees(np.arccos(np.clip((np.einsum("fij,fij->f", A[:, :3, :3], G[:, :3, :3]) - 1) / 2, -1, 1)))
+    _, rot, centre, T, meta = similarity_errors(out, src)
     return {
         "views": views, "resolution": resolution, "synth_seconds": round(t_synth, 1),
         "registered_fraction": rep["poses"]["registered_fraction"],

@@ -12,8 +12,6 @@ import sys
 import numpy as np
 import pytest
 
-from eyefast.data.capture import nerf_to_cora
-
 pycolmap = pytest.importorskip("pycolmap")
 pytest.importorskip("mediapipe")
 
@@ -36,26 +34,11 @@ def synth_cap(tmp_path_factory):
     return {"src": str(src), "out": str(out), "report": rep}
 
 
-def _similarity_errors(out, src):
-    from eyefast.prepare.frame import umeyama
-
-    meta = json.load(open(os.path.join(out, "transforms.json")))
-    gt = np.array(json.load(open(os.path.join(src, "gt", "scene.json")))["c2w_converted"])
-    ids = [int(os.path.basename(f["file_path"])[:5]) for f in meta["frames"]]
-    c2w = nerf_to_cora(np.array([f["transform_matrix"] for f in meta["frames"]]))
-    G = gt[ids]
-    T = umeyama(c2w[:, :3, 3], G[:, :3, 3])
-    A = T.cameras(c2w)
-    dist = np.linalg.norm(G[:, :3, 3] - np.array([0.0, 0.0, 0.1]), axis=-1)  # the sweep's look-at target
-    centre = np.linalg.norm(A[:, :3, 3] - G[:, :3, 3], axis=-1) / dist
-    cosang = (np.einsum("fij,fij->f", A[:, :3, :3], G[:, :3, :3]) - 1.0) / 2.0
-    rot = np.degrees(np.arccos(np.clip(cosang, -1.0, 1.0)))
-    return ids, rot, centre, T
-
-
 def test_cameras_of_a_synthetic_head_come_back(synth_cap):
     """frames + poses (--no-face): every view registers; after a similarity fit the cameras match the truth."""
-    ids, rot, centre, T = _similarity_errors(synth_cap["out"], synth_cap["src"])
+    from benchmarks.prepare_synth import similarity_errors
+
+    ids, rot, centre, T, _ = similarity_errors(synth_cap["out"], synth_cap["src"])
     rep = synth_cap["report"]
     assert sorted(ids) == list(range(N_VIEWS))
     assert rep["poses"]["registered_fraction"] == 1.0

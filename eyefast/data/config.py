@@ -157,8 +157,8 @@ TRAIN_DEFAULTS = {
     # structure from motion are good, not perfect); its Adam learning rate, the steps of its linear
     # warm-up from 0 (it then follows the milestones), see eyefast/scene/cameras.py
     "camera_refine": ("bool", False),
-    "camera_lr": ("float", 5e-4),
-    "camera_warmup": ("int", 300),
+    "camera_lr": ("float", 1.5e-4),
+    "camera_warmup": ("int", 200),
 }
 
 LOSS_DEFAULTS = {

@@ -21,7 +21,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CCACHE_LIBDIR := $(firstword $(wildcard /usr/lib/ccache /usr/lib64/ccache /usr/local/opt/ccache/libexec))
 export PATH := $(CURDIR)/$(VENV)/bin:$(if $(CCACHE_LIBDIR),$(CCACHE_LIBDIR):)$(PATH)
 
-.PHONY: help venv build tools test pytest ctest cuda-check demo view turntable bench eye-models demo-seeds wheel clean
+.PHONY: help venv build tools test pytest ctest cuda-check demo view turntable bench eye-models demo-seeds camera-refine wheel clean
 
 help:
 	@echo "make demo   - set up, build, synthesise the demo capture, train, export, evaluate"
@@ -32,6 +32,7 @@ help:
 	@echo "make wheel  - dist/eyefast-*.whl with eyefast._C prebuilt for torch==$(TORCH_VERSION)"
 	@echo "make eye-models - sphere vs refractive eye on the refractive demo capture (~15 min on 2 cores)"
 	@echo "make demo-seeds - the demo trained with 5 seeds, eye centres started 0.35 r off (~15 min on 2 cores)"
+	@echo "make camera-refine - the demo on true and perturbed cameras, refinement off and on (~30 min on 2 cores)"
 
 # The virtual environment: torch pinned first (so nothing resolves another torch), then eyefast itself
 # in development mode with its test, benchmark, prepare, viewer, video and report extras (their list
@@ -109,6 +110,9 @@ eye-models: build
 
 demo-seeds: build
 	$(PY) -m benchmarks.demo_seeds --perturb-eyes 0.35 --json benchmarks/results/demo_seeds_perturb0.35.json
+
+camera-refine: build
+	$(PY) -m benchmarks.camera_refine --json benchmarks/results/camera_refine.json
 
 clean:
 	rm -rf build dist build-cmake*.log eyefast/_C*.so

@@ -172,8 +172,11 @@ def main(argv=None) -> int:
             None, a.data, os.path.join(pert, "transforms.json"))
         if "train.camera_refine=true" in sets:
             res["cameras"] = refined_camera_errors(os.path.join(ws, "run"), a.data)
-        res.update(evaluate_in_own_frame(ws, a.data, pert if "perturbed" in name else None,
-                                         "train.camera_refine=true" in sets))
+        refined = "train.camera_refine=true" in sets
+        if "perturbed" in name or refined:
+            res.update(evaluate_in_own_frame(ws, a.data, pert if "perturbed" in name else None, refined))
+        else:  # the true cameras as they are: the run's frame is the truth's
+            res.update(psnr_aligned=res["psnr"], ssim_aligned=res["ssim"], gauge={"rot_deg": 0.0, "trans_rel": 0.0})
         records.append(res)
         print(json.dumps({k: res.get(k) for k in ("case", "psnr", "ssim", "psnr_aligned", "eye_center_error_rel",
                                                   "surface_error", "cameras")}), flush=True)
@@ -185,20 +188,15 @@ def main(argv=None) -> int:
 def evaluate_in_own_frame(ws: str, truth: str, given: str | None, refined: bool) -> dict:
     """``psnr_aligned``, ``ssim_aligned`` (and ``gauge``: the alignment's rotation in degrees and
     translation / camera distance) of run ``ws/run`` on the true validation cameras moved into its own
-    frame by :func:`gauge_alignment` of its training cameras (the refined ones, else those it was given:
-    ``given``'s, else the truth's, for which the alignment is the identity)."""
+    frame by :func:`gauge_alignment` of its training cameras (the refined ones, else those of capture
+    ``given``)."""
     run = os.path.join(ws, "run")
     b = training_cameras(os.path.join(truth, "transforms.json"))
-    if refined:
-        cams = training_cameras(os.path.join(run, "transforms_refined.json"))
-    elif given:
-        cams = training_cameras(os.path.join(given, "transforms.json"))
-    else:
-        cams = b
+    cams = training_cameras(os.path.join(run, "transforms_refined.json") if refined
+                            else os.path.join(given, "transforms.json"))
     G = gauge_alignment(cams, b, _face_points(truth))
-    dist = float(np.median(np.linalg.norm(b[:, :3, 3], axis=-1)))
-    gauge = {"rot_deg": float(np.degrees(np.arccos(np.clip((np.trace(G[:3, :3]) - 1) / 2, -1, 1)))),
-             "trans_rel": float(np.linalg.norm(G[:3, 3]) / dist)}
+    e = camera_errors(G[None], np.eye(4)[None], float(np.median(np.linalg.norm(b[:, :3, 3], axis=-1))))
+    gauge = {"rot_deg": e["rot_deg_median"], "trans_rel": e["centre_rel_median"]}
     cap = aligned_capture(truth, os.path.join(ws, "truth_in_run_frame"), G)
     out = os.path.join(ws, "eval_aligned.json")
     run_cmd([sys.executable, "-m", "eyefast.evaluate", "--run", run, "--capture", os.path.abspath(cap), "--json", out,

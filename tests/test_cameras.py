@@ -89,6 +89,24 @@ def test_refinement_is_saved_resumed_written_and_used_by_the_run(tiny, tmp_path)
     assert fresh.optimizer.param_groups[1]["lr"] == 0.0
 
 
+def test_camera_stop_freezes_the_corrections(tiny, tmp_path):
+    """``train.camera_stop``: from that step on the corrections' learning rate is 0 and they stay as they
+    were, while the model goes on training."""
+    from eyefast.training.optim import lr_factor
+
+    cfg = tiny_cfg(tiny, tmp_path, "train.camera_refine=true", "train.camera_warmup=2", "train.max_steps=7",
+                   "train.camera_stop=4")
+    assert [lr_factor(cfg.train, s, "camera") for s in (1, 3, 4, 6)] == [0.5, 1.0, 0.0, 0.0]
+    assert lr_factor(cfg.train, 6, "main") > 0
+    tr = Trainer(cfg, quiet=True)
+    seen = {}
+    tr.fit(callback=lambda t: seen.update({t.step: (t.model.cameras.delta.detach().clone(),
+                                                    t.model.sdf.state_dict()[next(iter(t.model.sdf.state_dict()))].clone())}))
+    assert not torch.equal(seen[2][0], seen[4][0])  # trained before the stop (steps 3 and 4 used rate 1)
+    assert torch.equal(seen[5][0], seen[7][0])  # frozen after it
+    assert not torch.equal(seen[5][1], seen[7][1])  # the model still trains
+
+
 def _pair_perturbation(n: int, deg: float, frac: float, dist: float, seed: int) -> torch.Tensor:
     """``[n, 4, 4]`` camera-frame perturbations: rotations of ``deg`` degrees about random axes and moves of
     ``frac * dist``, in pairs ``(w, t), (-w, -t)`` so that they have zero mean, as the corrections do."""

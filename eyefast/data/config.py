@@ -155,10 +155,12 @@ TRAIN_DEFAULTS = {
     "log_every": ("int", 10),
     # eyefast additions: camera refinement, a learned SE(3) correction per training frame (cameras from
     # structure from motion are good, not perfect); its Adam learning rate, the steps of its linear
-    # warm-up from 0 (it then follows the milestones), see eyefast/scene/cameras.py
+    # warm-up from 0 (it then follows the milestones), the step from which they are frozen (0: they train
+    # until stage 2), see eyefast/scene/cameras.py
     "camera_refine": ("bool", False),
     "camera_lr": ("float", 1.5e-4),
     "camera_warmup": ("int", 200),
+    "camera_stop": ("int", 0),
 }
 
 LOSS_DEFAULTS = {
@@ -271,6 +273,7 @@ RANGES = {
     "train.log_every": _COUNT,
     "train.camera_lr": Range(0, 1, lo_open=True),
     "train.camera_warmup": _NONNEG,
+    "train.camera_stop": _NONNEG,
     **{f"loss.{k}": _NONNEG for k in LOSS_DEFAULTS},
 }
 

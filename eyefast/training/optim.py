@@ -41,10 +41,12 @@ def base_lr(train_cfg, name: str) -> float:
 
 def lr_factor(train_cfg, step: int, name: str = "main") -> float:
     """Learning-rate multiplier of parameter group ``name`` at ``step``: a linear warm-up (the network
-    and textures from 0.01 over ``warmup_steps``; the camera corrections from 0 over ``camera_warmup``),
-    then x0.33 at each of ``milestones``."""
+    and textures from 0.01 over ``warmup_steps``; the camera corrections from 0 over ``camera_warmup``,
+    and 0 from ``camera_stop`` on when it is set), then x0.33 at each of ``milestones``."""
     t = train_cfg
     if name == "camera":
+        if 0 < t.camera_stop <= step:
+            return 0.0
         f = min(1.0, step / t.camera_warmup) if t.camera_warmup > 0 else 1.0
     elif t.warmup_steps > 0 and step < t.warmup_steps:
         f = 0.01 + 0.99 * step / t.warmup_steps

@@ -35,21 +35,16 @@ def perturb_capture(src: str, dst: str, deg: float, frac: float, seed: int = 0, 
     NeRF convention) are rotated by ``deg`` degrees about random axes and moved by ``frac`` of their
     distance to ``target`` in random directions."""
     rng = np.random.default_rng(seed)
-    os.makedirs(dst, exist_ok=True)
-    _link_capture(src, dst)
-    with open(os.path.join(src, "transforms.json")) as fh:
-        meta = json.load(fh)
-    for fr in meta["frames"]:
-        m = np.asarray(fr["transform_matrix"], dtype=np.float64)
+
+    def move(m: np.ndarray) -> np.ndarray:
         R = _rot(rng.normal(size=3), math.radians(deg))
         dist = np.linalg.norm(m[:3, 3] - np.asarray(target))
         v = rng.normal(size=3)
         m[:3, :3] = R @ m[:3, :3]
         m[:3, 3] = m[:3, 3] + frac * dist * v / np.linalg.norm(v)
-        fr["transform_matrix"] = m.tolist()
-    with open(os.path.join(dst, "transforms.json"), "w") as fh:
-        json.dump(meta, fh, indent=1)
-    return dst
+        return m
+
+    return _copy_with_cameras(src, dst, move)
 
 
 def camera_errors(c2w_a: np.ndarray, c2w_b: np.ndarray, scale: float, points: np.ndarray | None = None) -> dict:
@@ -116,12 +111,18 @@ def aligned_capture(src: str, dst: str, G: np.ndarray) -> str:
     """A copy of capture ``src`` at ``dst`` (pixels linked) whose cameras are all moved by ``G`` (world, 4x4)."""
     from eyefast.data.capture import cora_to_nerf, nerf_to_cora
 
+    return _copy_with_cameras(src, dst, lambda m: cora_to_nerf(G @ nerf_to_cora(m)))
+
+
+def _copy_with_cameras(src: str, dst: str, move) -> str:
+    """A copy of capture ``src`` at ``dst`` (folders linked) whose transforms.json has each frame's
+    matrix ``m`` (NeRF convention, float64 4x4) replaced by ``move(m)``, frame by frame in file order."""
     os.makedirs(dst, exist_ok=True)
     _link_capture(src, dst)
     with open(os.path.join(src, "transforms.json")) as fh:
         meta = json.load(fh)
     for fr in meta["frames"]:
-        fr["transform_matrix"] = cora_to_nerf(G @ nerf_to_cora(np.asarray(fr["transform_matrix"]))).tolist()
+        fr["transform_matrix"] = move(np.asarray(fr["transform_matrix"], dtype=np.float64)).tolist()
     with open(os.path.join(dst, "transforms.json"), "w") as fh:
         json.dump(meta, fh, indent=1)
     return dst
